@@ -1,0 +1,146 @@
+"""Hydra structured configs: dataclasses registered in the ConfigStore, overridden as `key=value`.
+
+The feature and model sections are also stored inside every checkpoint, so a model always
+carries the exact front end it was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from omegaconf import MISSING
+
+from deepspeech_pytorch.labels import DEFAULT_LABELS
+
+
+@dataclass
+class FeatureConfig:
+    sample_rate: int = 16000  # Hz
+    window_size: float = 0.02  # seconds (320 samples at 16 kHz)
+    window_stride: float = 0.01  # seconds (160 samples at 16 kHz)
+    window: str = "hamming"  # hamming | hann | blackman | bartlett
+    kind: str = "linear"  # linear: log(1 + |STFT|), 161 bins; mel: log-mel filterbank
+    n_mels: int = 80
+    normalize: bool = True  # per-utterance mean/std over the valid frames
+
+    @property
+    def n_fft(self) -> int:
+        return int(round(self.sample_rate * self.window_size))
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.window_stride))
+
+    @property
+    def num_features(self) -> int:
+        return self.n_mels if self.kind == "mel" else self.n_fft // 2 + 1
+
+
+@dataclass
+class ModelConfig:
+    rnn_type: str = "gru"  # lstm | gru | rnn
+    hidden_size: int = 512
+    hidden_layers: int = 3
+    bidirectional: bool = True
+    lookahead_context: int = 20  # frames, for unidirectional models only
+    conv_channels: int = 32
+
+
+PRESETS = {
+    # CPU-sized default: 3 x bi-GRU 512 over the 161-bin spectrogram.
+    "ds2_small": ModelConfig(rnn_type="gru", hidden_size=512, hidden_layers=3, bidirectional=True),
+    # The original deepspeech.pytorch default: 5 x bi-LSTM 1024 (about 86.6 M parameters).
+    "ds2_original": ModelConfig(rnn_type="lstm", hidden_size=1024, hidden_layers=5, bidirectional=True),
+    # A few-hundred-thousand-parameter model for tests and quick experiments.
+    "ds2_tiny": ModelConfig(rnn_type="gru", hidden_size=128, hidden_layers=2, bidirectional=True, conv_channels=16),
+}
+
+
+@dataclass
+class DataConfig:
+    train_manifest: str = MISSING
+    val_manifest: Optional[str] = None
+    labels: List[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
+    labels_path: Optional[str] = None  # JSON list of labels; overrides `labels`
+    oov_policy: str = "drop"  # drop | error: characters outside the alphabet
+    batch_size: int = 16
+    num_workers: int = 2
+    min_duration: float = 0.0  # seconds
+    max_duration: float = 30.0  # seconds
+    sorted_first_epoch: bool = True  # SortaGrad: shortest batches first in epoch 0
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adamw"  # adamw | sgd
+    learning_rate: float = 1.5e-3
+    weight_decay: float = 1e-5
+    momentum: float = 0.9  # sgd only
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw only
+    schedule: str = "onecycle"  # onecycle | anneal | constant
+    anneal_factor: float = 0.95  # per epoch, for schedule=anneal
+    warmup_fraction: float = 0.1  # onecycle only
+    max_grad_norm: float = 400.0
+
+
+@dataclass
+class CheckpointConfig:
+    directory: str = "checkpoints"
+    resume: bool = True  # continue from directory/last.pt when it exists
+    finetune_from: Optional[str] = None  # start fresh from these weights (new optimizer and schedule)
+    keep_every_epoch: bool = False
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "ds2_small"
+    model: Optional[ModelConfig] = None  # overrides the preset when given
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    epochs: int = 30
+    max_steps: Optional[int] = None  # stop after this many optimiser steps (for smoke runs)
+    seed: int = 123456
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_dir: Optional[str] = "runs"  # TensorBoard; null disables
+    validate_every_epoch: bool = True
+
+
+@dataclass
+class DecoderConfig:
+    type: str = "greedy"  # greedy (beam search arrives with the LM decoder)
+
+
+@dataclass
+class EvalConfig:
+    model_path: Optional[str] = None
+    test_manifest: str = MISSING
+    batch_size: int = 16
+    num_workers: int = 2
+    device: str = "auto"
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    report_path: Optional[str] = None  # JSON lines: reference, hypothesis, errors per utterance
+    save_outputs: Optional[str] = None  # .pt file of log-probabilities for LM tuning
+    verbose: bool = False
+
+
+@dataclass
+class TranscribeConfig:
+    model_path: Optional[str] = None
+    audio_path: List[str] = MISSING
+    device: str = "auto"
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    chunk_seconds: float = 30.0  # longer audio is split at quiet points into chunks of at most this
+    word_timings: bool = True
+
+
+def register_configs() -> None:
+    """Register the top-level configs so entry scripts can use them as Hydra primary configs."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="train", node=TrainConfig)
+    store.store(name="eval", node=EvalConfig)
+    store.store(name="transcribe", node=TranscribeConfig)

@@ -1,0 +1,308 @@
+"""Manifests (read, validate, write, merge), the speech Dataset, padding collate and bucketed batching.
+
+Three manifest formats are read, so users of the original project can migrate:
+- CSV lines `wav_path,txt_path` (the original's format; relative paths resolve from the manifest's folder);
+- the original's V3 JSON `{"root_path": ..., "samples": [{"wav_path": ..., "transcript_path": ...}]}`;
+- JSON lines `{"audio_filepath": ..., "text": ..., "duration": ...}` (the format this project writes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+from deepspeech_pytorch.audio import AudioError, audio_duration, load_audio
+from deepspeech_pytorch.configs import FeatureConfig
+from deepspeech_pytorch.features import utterance_features
+from deepspeech_pytorch.labels import Alphabet, TranscriptError
+
+logger = logging.getLogger(__name__)
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    audio_path: str
+    text: str
+    duration: float  # seconds
+    utterance_id: str = ""
+
+
+def _resolve(path: str, base: str) -> str:
+    path = os.path.expanduser(path)
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
+
+
+def _read_transcript(path: str, where: str) -> str:
+    if not os.path.isfile(path):
+        raise ManifestError(f"{where}: transcript file not found: {path}")
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip()
+
+
+def _entry(audio_path: str, text: str, duration: Optional[float], where: str) -> ManifestEntry:
+    if not os.path.isfile(audio_path):
+        raise ManifestError(f"{where}: audio file not found: {audio_path}")
+    if not text.strip():
+        raise ManifestError(f"{where}: empty transcript for {audio_path}")
+    if duration is None:
+        try:
+            duration = audio_duration(audio_path)
+        except AudioError as error:
+            raise ManifestError(f"{where}: {error}") from None
+    elif not isinstance(duration, (int, float)) or not math.isfinite(duration) or duration < 0:
+        raise ManifestError(f"{where}: invalid duration {duration!r}")
+    return ManifestEntry(audio_path, text.strip(), float(duration), os.path.splitext(os.path.basename(audio_path))[0])
+
+
+def _read_csv(path: str, lines: List[str]) -> List[ManifestEntry]:
+    base = os.path.dirname(os.path.abspath(path))
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        fields = [part.strip() for part in line.rstrip("\n").split(",")]
+        if len(fields) != 2 or not all(fields):
+            raise ManifestError(f"{where}: expected 'wav_path,txt_path', got {line.strip()!r}")
+        audio_path, transcript_path = (_resolve(field, base) for field in fields)
+        entries.append(_entry(audio_path, _read_transcript(transcript_path, where), None, where))
+    return entries
+
+
+def _read_v3_json(path: str, document: dict) -> List[ManifestEntry]:
+    base = os.path.dirname(os.path.abspath(path))
+    root = _resolve(document.get("root_path") or ".", base)
+    samples = document.get("samples")
+    if not isinstance(samples, list):
+        raise ManifestError(f"{path}: 'samples' must be a list")
+    entries = []
+    for number, sample in enumerate(samples):
+        where = f"{path} sample {number}"
+        if not isinstance(sample, dict) or "wav_path" not in sample or "transcript_path" not in sample:
+            raise ManifestError(f"{where}: expected an object with 'wav_path' and 'transcript_path'")
+        audio_path = _resolve(sample["wav_path"], root)
+        text = _read_transcript(_resolve(sample["transcript_path"], root), where)
+        entries.append(_entry(audio_path, text, None, where))
+    return entries
+
+
+def _read_json_lines(path: str, lines: List[str]) -> List[ManifestEntry]:
+    base = os.path.dirname(os.path.abspath(path))
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ManifestError(f"{where}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict) or "audio_filepath" not in record or "text" not in record:
+            raise ManifestError(f"{where}: expected an object with 'audio_filepath' and 'text'")
+        if not isinstance(record["text"], str):
+            raise ManifestError(f"{where}: 'text' must be a string")
+        entries.append(_entry(_resolve(str(record["audio_filepath"]), base), record["text"], record.get("duration"), where))
+    return entries
+
+
+def read_manifest(path: str) -> List[ManifestEntry]:
+    """Read any supported manifest, checking that every audio file exists and every transcript is non-empty."""
+    if not os.path.isfile(path):
+        raise ManifestError(f"manifest not found: {path}")
+    with open(path, encoding="utf-8") as handle:
+        content = handle.read()
+    if not content.strip():
+        raise ManifestError(f"{path}: manifest is empty")
+    if path.endswith(".csv"):
+        entries = _read_csv(path, content.splitlines())
+    else:
+        stripped = content.lstrip()
+        document = None
+        if stripped.startswith("{") and not path.endswith(".jsonl"):
+            try:
+                document = json.loads(content)
+            except json.JSONDecodeError:
+                document = None  # more than one object: JSON lines
+        if isinstance(document, dict) and "samples" in document:
+            entries = _read_v3_json(path, document)
+        else:
+            entries = _read_json_lines(path, content.splitlines())
+    if not entries:
+        raise ManifestError(f"{path}: manifest has no entries")
+    return entries
+
+
+def write_manifest(path: str, entries: Sequence[ManifestEntry], relative: bool = True) -> None:
+    """Write JSON lines atomically; audio paths relative to the manifest's folder when `relative`."""
+    base = os.path.dirname(os.path.abspath(path))
+    os.makedirs(base, exist_ok=True)
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        for entry in entries:
+            audio_path = os.path.relpath(entry.audio_path, base) if relative else os.path.abspath(entry.audio_path)
+            record = {"audio_filepath": audio_path, "text": entry.text, "duration": round(entry.duration, 4)}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(temporary, path)
+
+
+def filter_by_duration(entries: Sequence[ManifestEntry], min_duration: float = 0.0,
+                       max_duration: Optional[float] = None) -> List[ManifestEntry]:
+    kept = [e for e in entries if e.duration >= min_duration and (max_duration is None or e.duration <= max_duration)]
+    if len(kept) < len(entries):
+        logger.info("duration filter [%s, %s] s kept %d of %d utterances", min_duration, max_duration, len(kept), len(entries))
+    return kept
+
+
+def merge_manifests(paths: Sequence[str]) -> List[ManifestEntry]:
+    """Entries of several manifests, duplicates of the same audio file kept once."""
+    seen, merged = set(), []
+    for path in paths:
+        for entry in read_manifest(path):
+            if entry.audio_path not in seen:
+                seen.add(entry.audio_path)
+                merged.append(entry)
+    return merged
+
+
+@dataclass
+class Sample:
+    features: Tensor  # (freq, frames)
+    target: Tensor  # (label_count,) int64
+    index: int
+
+
+class SpeechDataset(Dataset):
+    """Decodes audio, applies optional waveform and feature augmentation, encodes the transcript.
+
+    `waveform_augment(samples, rng)` and `feature_augment(features, rng)` run in the data workers;
+    the generator is seeded per (seed, epoch, index) so augmentation is reproducible.
+    """
+
+    def __init__(self, entries: Sequence[ManifestEntry], alphabet: Alphabet, features: FeatureConfig,
+                 waveform_augment: Optional[Callable] = None, feature_augment: Optional[Callable] = None,
+                 seed: int = 0):
+        self.entries = list(entries)
+        self.alphabet = alphabet
+        self.feature_config = features
+        self.waveform_augment = waveform_augment
+        self.feature_augment = feature_augment
+        self.seed = seed
+        self.epoch = 0
+        self.targets: List[List[int]] = []
+        for entry in self.entries:
+            text = alphabet.normalize(entry.text, utterance=entry.audio_path)
+            if not text:
+                raise TranscriptError(f"{entry.audio_path}: transcript is empty after normalisation")
+            self.targets.append(alphabet.encode(text))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def durations(self) -> List[float]:
+        return [entry.duration for entry in self.entries]
+
+    def __getitem__(self, index: int) -> Sample:
+        entry = self.entries[index]
+        samples = load_audio(entry.audio_path, self.feature_config.sample_rate)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.waveform_augment is not None:
+            samples = self.waveform_augment(samples, rng)
+        features = utterance_features(torch.from_numpy(np.ascontiguousarray(samples)), self.feature_config)
+        if self.feature_augment is not None:
+            features = self.feature_augment(features, rng)
+        return Sample(features, torch.tensor(self.targets[index], dtype=torch.long), index)
+
+
+@dataclass
+class Batch:
+    features: Tensor  # (batch, freq, frames), zero padded
+    feature_lengths: Tensor  # (batch,)
+    targets: Tensor  # (sum of target lengths,) concatenated, as nn.CTCLoss accepts
+    target_lengths: Tensor  # (batch,)
+    indices: Tensor  # (batch,) dataset indices
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(self.features.to(device, non_blocking=True), self.feature_lengths.to(device),
+                     self.targets.to(device), self.target_lengths.to(device), self.indices)
+
+
+def collate(samples: Sequence[Sample]) -> Batch:
+    """Pad features to the longest utterance in the batch."""
+    lengths = torch.tensor([s.features.shape[1] for s in samples], dtype=torch.long)
+    features = torch.zeros(len(samples), samples[0].features.shape[0], int(lengths.max()))
+    for row, sample in enumerate(samples):
+        features[row, :, : sample.features.shape[1]] = sample.features
+    return Batch(features, lengths, torch.cat([s.target for s in samples]),
+                 torch.tensor([len(s.target) for s in samples], dtype=torch.long),
+                 torch.tensor([s.index for s in samples], dtype=torch.long))
+
+
+class BucketingBatchSampler(Sampler[List[int]]):
+    """Batches of utterances of similar duration, so little of each batch is padding.
+
+    Utterances are sorted by duration and cut into batches; the batch order is shuffled each
+    epoch (seeded), except epoch 0 when `sorted_first_epoch` (SortaGrad) keeps shortest first.
+    With `num_replicas` > 1 each rank takes every num_replicas-th batch (the batch count is
+    rounded down to a multiple so ranks stay in step). `start_batch` skips batches already
+    trained in a resumed epoch.
+    """
+
+    def __init__(self, durations: Sequence[float], batch_size: int, shuffle: bool = True, seed: int = 0,
+                 sorted_first_epoch: bool = False, num_replicas: int = 1, rank: int = 0):
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        order = sorted(range(len(durations)), key=lambda i: (durations[i], i))
+        self.batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+        self.shuffle, self.seed, self.sorted_first_epoch = shuffle, seed, sorted_first_epoch
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch = 0
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def epoch_batches(self) -> List[List[int]]:
+        """All of this rank's batches for the current epoch, before skipping."""
+        batches = list(self.batches)
+        if self.shuffle and not (self.sorted_first_epoch and self.epoch == 0):
+            random.Random(self.seed + self.epoch).shuffle(batches)
+        usable = len(batches) - len(batches) % self.num_replicas if len(batches) >= self.num_replicas else len(batches)
+        return batches[self.rank: usable: self.num_replicas]
+
+    def __iter__(self) -> Iterator[List[int]]:
+        return iter(self.epoch_batches()[self.start_batch:])
+
+    def __len__(self) -> int:
+        return max(0, len(self.epoch_batches()) - self.start_batch)
+
+
+def padding_fraction(batches: Sequence[Sequence[int]], durations: Sequence[float]) -> float:
+    """Fraction of the padded batch area that is padding (0 when every batch is uniform)."""
+    total = padded = 0.0
+    for batch in batches:
+        longest = max(durations[i] for i in batch)
+        total += longest * len(batch)
+        padded += sum(longest - durations[i] for i in batch)
+    return padded / total if total else 0.0
+
+
+def summarize(entries: Sequence[ManifestEntry]) -> Dict[str, float]:
+    hours = sum(e.duration for e in entries) / 3600
+    return {"utterances": len(entries), "hours": round(hours, 3)}
