@@ -7,7 +7,7 @@ carries the exact front end it was trained with.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from omegaconf import MISSING
 
@@ -129,7 +129,8 @@ class EvalConfig:
 @dataclass
 class TranscribeConfig:
     model_path: Optional[str] = None
-    audio_path: List[str] = MISSING
+    audio_path: Any = MISSING  # one path or a list: audio_path=a.wav or audio_path=[a.wav,b.flac]
+    batch_size: int = 8  # chunks decoded per forward pass
     device: str = "auto"
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     chunk_seconds: float = 30.0  # longer audio is split at quiet points into chunks of at most this
@@ -137,10 +138,23 @@ class TranscribeConfig:
 
 
 def register_configs() -> None:
-    """Register the top-level configs so entry scripts can use them as Hydra primary configs."""
+    """Register the primary configs for the entry scripts.
+
+    Each script's primary config is its dataclass schema plus Hydra settings: run in the current
+    folder without creating output folders and leave logging to the library (transcribe.py's
+    standard output carries only JSON).
+    """
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
-    store.store(name="train", node=TrainConfig)
-    store.store(name="eval", node=EvalConfig)
-    store.store(name="transcribe", node=TranscribeConfig)
+    store.store(group="hydra/output", name="in_place", package="hydra",
+                node={"run": {"dir": "."}, "sweep": {"dir": "multirun", "subdir": "${hydra.job.num}"},
+                      "output_subdir": None})
+    for name, schema in (("train", TrainConfig), ("eval", EvalConfig), ("transcribe", TranscribeConfig)):
+        store.store(name=f"{name}_schema", node=schema)
+        store.store(name=name, node={"defaults": [
+            f"{name}_schema", "_self_",
+            {"override hydra/output": "in_place"},
+            {"override hydra/job_logging": "none"},
+            {"override hydra/hydra_logging": "none"},
+        ]})

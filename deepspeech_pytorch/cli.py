@@ -1,0 +1,112 @@
+"""What the root scripts run: config in, one library call, results out; user mistakes become one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, List
+
+from omegaconf import DictConfig, ListConfig
+
+from deepspeech_pytorch.audio import AudioError
+from deepspeech_pytorch.checkpoint import CheckpointError
+from deepspeech_pytorch.datasets import ManifestError
+from deepspeech_pytorch.labels import TranscriptError
+
+logger = logging.getLogger("deepspeech_pytorch")
+
+# Mistakes a user can make (bad files, bad manifests, a mismatched checkpoint, a bad setting):
+# reported as one line, without a traceback, unless DEEPSPEECH_DEBUG=1.
+USER_ERRORS = (AudioError, CheckpointError, ManifestError, TranscriptError, FileNotFoundError, ValueError)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+def reports_user_errors(function: Callable) -> Callable:
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except USER_ERRORS as error:
+            if os.environ.get("DEEPSPEECH_DEBUG"):
+                raise
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
+
+    return wrapper
+
+
+@reports_user_errors
+def run_train(config: DictConfig) -> Any:
+    from deepspeech_pytorch.training import train
+
+    setup_logging()
+    result = train(config)
+    summary = {"epochs": result.epochs_completed, "steps": result.steps, "best_wer": result.best_wer,
+               "wer": result.last_wer, "cer": result.last_cer, "checkpoint_dir": result.checkpoint_dir,
+               "skipped_losses": result.skipped_losses, "skipped_gradients": result.skipped_gradients}
+    print(json.dumps(summary))
+    return result
+
+
+def _transcriber(config: DictConfig, batch_size: int = 8):
+    from deepspeech_pytorch.inference import Transcriber, load_model, resolve_device
+
+    loaded = load_model(config.model_path, device=resolve_device(config.device))
+    chunk_seconds = config.get("chunk_seconds", 30.0)
+    return Transcriber(loaded, decoder=config.decoder.type, chunk_seconds=chunk_seconds, batch_size=batch_size)
+
+
+@reports_user_errors
+def run_eval(config: DictConfig) -> Any:
+    from deepspeech_pytorch.evaluation import evaluate_manifest
+
+    setup_logging(logging.INFO if config.verbose else logging.WARNING)
+    transcriber = _transcriber(config)
+    result = evaluate_manifest(transcriber, config.test_manifest, config.batch_size, config.num_workers,
+                               report_path=config.report_path, outputs_path=config.save_outputs)
+    if config.verbose:
+        for item in result.utterances:
+            print(f"REF: {item['reference']}\nHYP: {item['hypothesis']}\n", file=sys.stderr)
+    counts = result.counts
+    print(f"WER {100 * counts.wer:.2f}%  CER {100 * counts.cer:.2f}%  ({len(result.utterances)} utterances)", file=sys.stderr)
+    print(json.dumps({"wer": counts.wer, "cer": counts.cer, "utterances": len(result.utterances),
+                      "word_edits": counts.word_edits, "reference_words": counts.reference_words,
+                      "char_edits": counts.char_edits, "reference_chars": counts.reference_chars,
+                      "model": transcriber.loaded.info}))
+    return result
+
+
+def audio_paths(value: Any) -> List[str]:
+    if isinstance(value, (list, tuple, ListConfig)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+@reports_user_errors
+def run_transcribe(config: DictConfig) -> int:
+    """Print one JSON line per file; a bad file is reported and the others still transcribed."""
+    setup_logging(logging.WARNING)
+    transcriber = _transcriber(config, config.batch_size)
+    info = transcriber.loaded.info
+    failures = 0
+    for path in audio_paths(config.audio_path):
+        try:
+            result = transcriber.transcribe(path, word_timings=config.word_timings)
+        except AudioError as error:
+            failures += 1
+            print(f"error: {error}", file=sys.stderr)
+            continue
+        record = {"audio_path": path, "transcript": result.text, "duration": round(result.duration, 3),
+                  "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in result.words],
+                  "model": info}
+        print(json.dumps(record), flush=True)
+    if failures:
+        sys.exit(1)
+    return 0

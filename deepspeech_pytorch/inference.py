@@ -1,0 +1,176 @@
+"""The one transcription API: `load_model()` and `Transcriber`, used by transcribe.py, test.py,
+training-time validation and the server alike, so there is a single audio -> text pipeline."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from deepspeech_pytorch.audio import AudioError, AudioSource, load_audio
+from deepspeech_pytorch.checkpoint import CheckpointError, build_model, load_checkpoint
+from deepspeech_pytorch.configs import FeatureConfig
+from deepspeech_pytorch.decoders import Hypothesis, WordTiming, build_decoder, move_word_times
+from deepspeech_pytorch.features import seconds_per_frame, spectrogram
+from deepspeech_pytorch.labels import Alphabet
+from deepspeech_pytorch.model import DeepSpeech2, count_parameters
+
+logger = logging.getLogger(__name__)
+
+QUIET_SEARCH_SECONDS = 3.0  # how far back from a chunk's end to look for a quiet place to cut
+ENERGY_FRAME_SECONDS = 0.01
+
+
+def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device} was requested but CUDA is not available")
+    return device
+
+
+@dataclass
+class LoadedModel:
+    model: DeepSpeech2
+    alphabet: Alphabet
+    features: FeatureConfig
+    name: str
+    path: Optional[str] = None
+
+    @property
+    def info(self) -> Dict[str, Any]:
+        config = self.model.config
+        direction = "bi-" if config.bidirectional else "uni-"
+        return {
+            "name": self.name,
+            "architecture": f"DeepSpeech2 {config.hidden_layers} x {direction}{config.rnn_type} {config.hidden_size}",
+            "parameters": count_parameters(self.model),
+            "sample_rate": self.features.sample_rate,
+            "path": self.path,
+        }
+
+
+def default_model_path() -> str:
+    """The bundled model inside the package."""
+    return os.path.join(os.path.dirname(__file__), "pretrained", "default.pt")
+
+
+def load_model(path: Optional[str] = None, device: Union[str, torch.device] = "cpu") -> LoadedModel:
+    """Load a checkpoint (`path=None`: the bundled default model) in eval mode on `device`."""
+    if path is None:
+        path = default_model_path()
+        if not os.path.isfile(path):
+            raise CheckpointError("no bundled default model in this installation; pass model_path=<checkpoint.pt>")
+    state = load_checkpoint(path)
+    model, alphabet, features = build_model(state, path)
+    model.to(resolve_device(device)).eval()
+    name = state.get("name") or os.path.splitext(os.path.basename(path))[0]
+    return LoadedModel(model, alphabet, features, name, path)
+
+
+@dataclass
+class Transcription:
+    text: str
+    words: List[WordTiming] = field(default_factory=list)
+    duration: float = 0.0  # seconds of audio
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def chunk_boundaries(samples: np.ndarray, sample_rate: int, chunk_seconds: float) -> List[Tuple[int, int]]:
+    """Split points so each chunk is at most `chunk_seconds`, cutting at the quietest 10 ms
+    in the last few seconds of each chunk so words are rarely split."""
+    limit = int(chunk_seconds * sample_rate)
+    if limit <= 0:
+        raise ValueError("chunk_seconds must be positive")
+    frame = max(1, int(ENERGY_FRAME_SECONDS * sample_rate))
+    bounds, start = [], 0
+    while len(samples) - start > limit:
+        end = start + limit
+        search_from = max(start + frame, end - int(min(QUIET_SEARCH_SECONDS, chunk_seconds / 2) * sample_rate))
+        window = samples[search_from:end]
+        usable = len(window) // frame * frame
+        if usable >= frame:
+            energy = np.square(window[:usable]).reshape(-1, frame).mean(axis=1)
+            end = search_from + int(np.argmin(energy)) * frame + frame // 2
+        bounds.append((start, end))
+        start = end
+    bounds.append((start, len(samples)))
+    return bounds
+
+
+class Transcriber:
+    """Audio -> features -> model -> decoder -> text with word timings."""
+
+    def __init__(self, loaded: LoadedModel, decoder: str = "greedy", chunk_seconds: float = 30.0,
+                 batch_size: int = 8, device: Union[str, torch.device, None] = None):
+        self.loaded = loaded
+        self.device = next(loaded.model.parameters()).device if device is None else resolve_device(device)
+        loaded.model.to(self.device)
+        self.chunk_seconds = chunk_seconds
+        self.batch_size = batch_size
+        frame_seconds = seconds_per_frame(loaded.features) * loaded.model.time_stride
+        self.decoder = build_decoder(decoder, loaded.alphabet, frame_seconds)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.loaded.features.sample_rate
+
+    @torch.inference_mode()
+    def log_probs(self, features: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
+        """features (batch, freq, frames) -> log-probabilities (batch, time, classes) and lengths."""
+        model = self.loaded.model
+        was_training = model.training
+        model.eval()
+        try:
+            logits, output_lengths = model(features.to(self.device), lengths.to(self.device))
+        finally:
+            model.train(was_training)
+        return torch.log_softmax(logits.float(), dim=-1), output_lengths
+
+    def decode(self, log_probs: Tensor, lengths: Tensor) -> List[Hypothesis]:
+        return self.decoder.decode(log_probs.cpu(), lengths.cpu())
+
+    def _transcribe_waveforms(self, waveforms: Sequence[np.ndarray]) -> List[Hypothesis]:
+        hypotheses: List[Hypothesis] = []
+        for first in range(0, len(waveforms), self.batch_size):
+            group = waveforms[first: first + self.batch_size]
+            lengths = torch.tensor([len(w) for w in group])
+            padded = torch.zeros(len(group), int(lengths.max()))
+            for row, samples in enumerate(group):
+                padded[row, : len(samples)] = torch.from_numpy(samples)
+            features, frame_lengths = spectrogram(padded.to(self.device), lengths.to(self.device), self.loaded.features)
+            log_probs, output_lengths = self.log_probs(features, frame_lengths)
+            hypotheses.extend(self.decode(log_probs, output_lengths))
+        return hypotheses
+
+    def transcribe(self, audio: Union[AudioSource, np.ndarray], word_timings: bool = True) -> Transcription:
+        """Transcribe one file path, bytes, or mono float32 array at the model's rate."""
+        return self.transcribe_many([audio], word_timings)[0]
+
+    def transcribe_many(self, audios: Sequence[Union[AudioSource, np.ndarray]], word_timings: bool = True) -> List[Transcription]:
+        """Transcribe several inputs; long ones are cut into chunks and all chunks batched together."""
+        waveforms = [a if isinstance(a, np.ndarray) else load_audio(a, self.sample_rate) for a in audios]
+        if any(len(samples) == 0 for samples in waveforms):
+            raise AudioError("audio has zero length")
+        pieces, owners, offsets = [], [], []
+        for owner, samples in enumerate(waveforms):
+            for start, end in chunk_boundaries(samples, self.sample_rate, self.chunk_seconds):
+                pieces.append(samples[start:end])
+                owners.append(owner)
+                offsets.append(start / self.sample_rate)
+        hypotheses = self._transcribe_waveforms(pieces)
+        results = [Transcription("", [], len(samples) / self.sample_rate) for samples in waveforms]
+        for owner, offset, hypothesis in zip(owners, offsets, hypotheses):
+            result = results[owner]
+            result.text = " ".join(part for part in (result.text, hypothesis.text) if part)
+            if word_timings:
+                result.words.extend(move_word_times(hypothesis.words, offset))
+        return results

@@ -1,0 +1,158 @@
+"""DeepSpeech2: a masked conv front end, a stack of (bi)directional RNNs with sequence-wise BatchNorm, a CTC head.
+
+Follows the paper (Amodei et al., 2016) and the original deepspeech.pytorch port. The model is
+free of I/O: features in, per-frame logits out, with output lengths from the conv arithmetic.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from deepspeech_pytorch.configs import ModelConfig
+
+_RNNS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+# (kernel, stride, padding) of the two convolutions over (freq, time), as in the original port.
+CONV_LAYERS = (
+    ((41, 11), (2, 2), (20, 5)),
+    ((21, 11), (2, 1), (10, 5)),
+)
+
+
+def conv_output_size(size: Tensor | int, kernel: int, stride: int, padding: int) -> Tensor | int:
+    if isinstance(size, Tensor):
+        return torch.div(size + 2 * padding - kernel, stride, rounding_mode="floor") + 1
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class MaskedConv(nn.Module):
+    """Conv2d + BatchNorm + Hardtanh layers that zero the padded time steps after every layer,
+    so padding never leaks into the valid frames of shorter utterances."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        layers = []
+        in_channels = 1
+        for kernel, stride, padding in CONV_LAYERS:
+            layers += [nn.Conv2d(in_channels, channels, kernel, stride, padding),
+                       nn.BatchNorm2d(channels), nn.Hardtanh(0, 20, inplace=True)]
+            in_channels = channels
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
+        """x: (batch, channels, freq, time); lengths: (batch,) valid time steps."""
+        for layer in self.layers:
+            x = layer(x)
+            if isinstance(layer, nn.Conv2d):
+                lengths = conv_output_size(lengths, layer.kernel_size[1], layer.stride[1], layer.padding[1])
+            mask = torch.arange(x.shape[3], device=x.device)[None, :] >= lengths[:, None]
+            x = x.masked_fill(mask[:, None, None, :], 0.0)
+        return x, lengths
+
+
+class SequenceWise(nn.Module):
+    """Apply a module to every time step of a (time, batch, features) tensor."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        time, batch = x.shape[:2]
+        return self.module(x.reshape(time * batch, -1)).reshape(time, batch, -1)
+
+
+class BatchRNN(nn.Module):
+    """One recurrent layer; bidirectional outputs are summed, as in the original port."""
+
+    def __init__(self, input_size: int, hidden_size: int, rnn_type: str, bidirectional: bool, batch_norm: bool):
+        super().__init__()
+        self.bidirectional = bidirectional
+        self.batch_norm = SequenceWise(nn.BatchNorm1d(input_size)) if batch_norm else None
+        self.rnn = _RNNS[rnn_type](input_size, hidden_size, bidirectional=bidirectional, bias=True)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """x: (time, batch, features)."""
+        if self.batch_norm is not None:
+            x = self.batch_norm(x)
+        total = x.shape[0]
+        packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+        x, _ = self.rnn(packed)
+        x, _ = pad_packed_sequence(x, total_length=total)
+        if self.bidirectional:
+            x = x.view(x.shape[0], x.shape[1], 2, -1).sum(dim=2)
+        return x
+
+
+class Lookahead(nn.Module):
+    """Row convolution over `context` future frames (paper section 3.5) for unidirectional models."""
+
+    def __init__(self, features: int, context: int):
+        super().__init__()
+        self.context = context
+        self.conv = nn.Conv1d(features, features, kernel_size=context + 1, groups=features, bias=False)
+        self.activation = nn.Hardtanh(0, 20, inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (time, batch, features) -> same shape."""
+        x = x.permute(1, 2, 0)  # (batch, features, time)
+        x = nn.functional.pad(x, (0, self.context))
+        return self.activation(self.conv(x)).permute(2, 0, 1)
+
+
+class DeepSpeech2(nn.Module):
+    """Features (batch, freq, time) -> logits (batch, time', classes) and output lengths (batch,)."""
+
+    def __init__(self, config: ModelConfig, num_features: int, num_classes: int):
+        super().__init__()
+        if config.rnn_type not in _RNNS:
+            raise ValueError(f"unknown rnn_type {config.rnn_type!r}; choose from {sorted(_RNNS)}")
+        self.config = config
+        self.num_features = num_features
+        self.num_classes = num_classes
+        self.conv = MaskedConv(config.conv_channels)
+        freq = num_features
+        for kernel, stride, padding in CONV_LAYERS:
+            freq = conv_output_size(freq, kernel[0], stride[0], padding[0])
+        rnn_input = config.conv_channels * freq
+        self.rnns = nn.ModuleList(
+            BatchRNN(rnn_input if i == 0 else config.hidden_size, config.hidden_size, config.rnn_type,
+                     config.bidirectional, batch_norm=i > 0)
+            for i in range(config.hidden_layers)
+        )
+        self.lookahead = None if config.bidirectional else Lookahead(config.hidden_size, config.lookahead_context)
+        self.head = SequenceWise(nn.Sequential(nn.BatchNorm1d(config.hidden_size),
+                                               nn.Linear(config.hidden_size, num_classes, bias=False)))
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """Frames out of the conv front end for `lengths` frames in."""
+        for kernel, stride, padding in CONV_LAYERS:
+            lengths = conv_output_size(lengths, kernel[1], stride[1], padding[1])
+        return lengths
+
+    @property
+    def time_stride(self) -> int:
+        """Input frames per output frame."""
+        stride = 1
+        for _, layer_stride, _ in CONV_LAYERS:
+            stride *= layer_stride[1]
+        return stride
+
+    def forward(self, features: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
+        x, lengths = self.conv(features.unsqueeze(1), lengths)
+        batch, channels, freq, time = x.shape
+        x = x.view(batch, channels * freq, time).permute(2, 0, 1).contiguous()  # (time, batch, features)
+        for rnn in self.rnns:
+            x = rnn(x, lengths)
+        if self.lookahead is not None:
+            x = self.lookahead(x)
+        logits = self.head(x).transpose(0, 1)  # (batch, time, classes)
+        return logits, lengths
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

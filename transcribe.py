@@ -1,0 +1,16 @@
+"""Transcribe audio files to JSON lines: python transcribe.py model_path=best.pt audio_path=speech.wav"""
+import hydra
+
+from deepspeech_pytorch.cli import run_transcribe
+from deepspeech_pytorch.configs import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="transcribe")
+def main(config) -> None:
+    run_transcribe(config)
+
+
+if __name__ == "__main__":
+    main()
