@@ -137,6 +137,16 @@ class TranscribeConfig:
     word_timings: bool = True
 
 
+@dataclass
+class BenchmarkConfig:
+    preset: str = "ds2_small"
+    batch_size: int = 8
+    seconds: float = 5.0  # length of each input
+    device: str = "auto"
+    warmup: int = 2
+    repeats: int = 5
+
+
 def register_configs() -> None:
     """Register the primary configs for the entry scripts.
 
@@ -148,13 +158,13 @@ def register_configs() -> None:
 
     store = ConfigStore.instance()
     store.store(group="hydra/output", name="in_place", package="hydra",
-                node={"run": {"dir": "."}, "sweep": {"dir": "multirun", "subdir": "${hydra.job.num}"},
-                      "output_subdir": None})
-    for name, schema in (("train", TrainConfig), ("eval", EvalConfig), ("transcribe", TranscribeConfig)):
+                node={"run": {"dir": "."}, "sweep": {"dir": "multirun", "subdir": "${hydra.job.num}"}})
+    for name, schema in (("train", TrainConfig), ("eval", EvalConfig), ("transcribe", TranscribeConfig),
+                         ("benchmark", BenchmarkConfig)):
         store.store(name=f"{name}_schema", node=schema)
         store.store(name=name, node={"defaults": [
             f"{name}_schema", "_self_",
             {"override hydra/output": "in_place"},
             {"override hydra/job_logging": "none"},
             {"override hydra/hydra_logging": "none"},
-        ]})
+        ], "hydra": {"output_subdir": None}})

@@ -24,24 +24,26 @@ class Hypothesis:
     score: Optional[float] = None  # log-probability (greedy: sum of best-path frame scores)
 
 
-def words_from_frames(labels: Sequence[int], frames: Sequence[int], alphabet: Alphabet,
+def words_from_frames(labels: Sequence[int], starts: Sequence[int], ends: Sequence[int], alphabet: Alphabet,
                       seconds_per_frame: float) -> List[WordTiming]:
-    """Group emitted labels into words; a word spans its first to its last character's frame."""
+    """Group emitted labels into words; a word spans its first character's first frame to its
+    last character's last frame (`ends` are inclusive frame indices)."""
     words: List[WordTiming] = []
     space = alphabet.labels.index(alphabet.space) if alphabet.space in alphabet.labels else -1
-    current, start, last = [], 0, 0
-    for label, frame in zip(labels, frames):
+    current: List[str] = []
+    word_start = word_end = 0
+    for label, start, end in zip(labels, starts, ends):
         if label == space:
             if current:
-                words.append(WordTiming("".join(current), start * seconds_per_frame, (last + 1) * seconds_per_frame))
+                words.append(WordTiming("".join(current), word_start * seconds_per_frame, (word_end + 1) * seconds_per_frame))
             current = []
             continue
         if not current:
-            start = frame
+            word_start = start
         current.append(alphabet.labels[label])
-        last = frame
+        word_end = end
     if current:
-        words.append(WordTiming("".join(current), start * seconds_per_frame, (last + 1) * seconds_per_frame))
+        words.append(WordTiming("".join(current), word_start * seconds_per_frame, (word_end + 1) * seconds_per_frame))
     return words
 
 
@@ -59,14 +61,20 @@ class GreedyDecoder:
         for row in range(best.shape[0]):
             length = int(lengths[row])
             path = best[row, :length].tolist()
-            labels, frames, previous = [], [], 0
+            labels: List[int] = []
+            starts: List[int] = []
+            ends: List[int] = []
+            previous = 0
             for frame, label in enumerate(path):
-                if label != previous and label != 0:
+                if label != 0 and label == previous:
+                    ends[-1] = frame
+                elif label != 0:
                     labels.append(label)
-                    frames.append(frame)
+                    starts.append(frame)
+                    ends.append(frame)
                 previous = label
             text = " ".join(self.alphabet.decode(labels).split())
-            words = words_from_frames(labels, frames, self.alphabet, self.seconds_per_frame)
+            words = words_from_frames(labels, starts, ends, self.alphabet, self.seconds_per_frame)
             hypotheses.append(Hypothesis(text, words, float(scores[row, :length].sum())))
         return hypotheses
 

@@ -188,17 +188,22 @@ class Trainer:
     def train_step(self, batch) -> Optional[float]:
         """One optimiser step; returns the loss, or None when the loss or gradients were not finite."""
         batch = batch.to(self.device)
+        # BatchNorm statistics are updated in the forward pass; keep a copy (a few KB) so a
+        # skipped step leaves no trace of a NaN in them.
+        buffers = [(buffer, buffer.detach().clone()) for buffer in self.model.buffers()]
         logits, output_lengths = self.model(batch.features, batch.feature_lengths)
         log_probs = torch.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (time, batch, classes)
         loss = self.ctc_loss(log_probs, batch.targets, output_lengths, batch.target_lengths)
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
+            self._restore_buffers(buffers)
             self.skipped_losses += 1
             logger.warning("step %d: non-finite loss skipped (%d so far)", self.step, self.skipped_losses)
             return None
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.max_grad_norm)
         if not torch.isfinite(norm):
+            self._restore_buffers(buffers)
             self.skipped_gradients += 1
             self.optimizer.zero_grad(set_to_none=True)
             logger.warning("step %d: non-finite gradient skipped (%d so far)", self.step, self.skipped_gradients)
@@ -206,7 +211,13 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return float(loss)
+        return float(loss.detach())
+
+    @staticmethod
+    def _restore_buffers(buffers) -> None:
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
 
     def validate(self) -> tuple[Optional[float], Optional[float]]:
         if self.val_loader is None:

@@ -1,0 +1,134 @@
+import json
+import random
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deepspeech_pytorch.configs import FeatureConfig
+from deepspeech_pytorch.datasets import (BucketingBatchSampler, ManifestEntry, ManifestError, SpeechDataset, collate,
+                                         filter_by_duration, merge_manifests, padding_fraction, read_manifest,
+                                         write_manifest)
+from deepspeech_pytorch.labels import Alphabet, TranscriptError
+
+
+@pytest.fixture
+def clips(tmp_path):
+    """Three WAVs of 0.5, 1.0, 1.5 s with transcripts in .txt files."""
+    for number, seconds in enumerate((0.5, 1.0, 1.5)):
+        sf.write(tmp_path / f"c{number}.wav", np.zeros(int(seconds * 16000), dtype=np.float32), 16000)
+        (tmp_path / f"c{number}.txt").write_text(f"Clip number {'one two three'.split()[number]}\n")
+    return tmp_path
+
+
+def test_csv_manifest_of_the_original_project(clips):
+    (clips / "m.csv").write_text("".join(f"c{i}.wav,{clips}/c{i}.txt\n" for i in range(3)))
+    entries = read_manifest(str(clips / "m.csv"))
+    assert [e.text for e in entries] == ["Clip number one", "Clip number two", "Clip number three"]
+    assert [e.duration for e in entries] == pytest.approx([0.5, 1.0, 1.5])
+    assert entries[0].audio_path == str(clips / "c0.wav")
+
+
+def test_v3_json_manifest(clips):
+    document = {"root_path": str(clips), "samples": [{"wav_path": f"c{i}.wav", "transcript_path": f"c{i}.txt"} for i in range(3)]}
+    (clips / "m.json").write_text(json.dumps(document))
+    entries = read_manifest(str(clips / "m.json"))
+    assert len(entries) == 3 and entries[2].duration == pytest.approx(1.5)
+
+
+def test_json_lines_round_trip(clips, tmp_path):
+    entries = [ManifestEntry(str(clips / f"c{i}.wav"), f"text {i}", 0.5 * (i + 1)) for i in range(3)]
+    write_manifest(str(tmp_path / "sub" / "m.jsonl"), entries)
+    first = json.loads((tmp_path / "sub" / "m.jsonl").read_text().splitlines()[0])
+    assert first == {"audio_filepath": "../c0.wav", "text": "text 0", "duration": 0.5}
+    again = read_manifest(str(tmp_path / "sub" / "m.jsonl"))
+    assert [(e.audio_path, e.text, e.duration) for e in again] == [(e.audio_path, e.text, e.duration) for e in entries]
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("bad.csv", "c0.wav,c0.txt\nonly_one_field\n", "bad.csv line 2: expected 'wav_path,txt_path'"),
+    ("missing.csv", "c0.wav,c0.txt\n\nnope.wav,c1.txt\n", "missing.csv line 3: audio file not found"),
+    ("notxt.csv", "c0.wav,none.txt\n", "notxt.csv line 1: transcript file not found"),
+    ("bad.jsonl", '{"audio_filepath": "c0.wav", "text": "a"}\n{broken\n', "bad.jsonl line 2: not valid JSON"),
+    ("keys.jsonl", '{"path": "c0.wav", "text": "a"}\n', "keys.jsonl line 1: expected an object"),
+    ("empty.jsonl", '{"audio_filepath": "c0.wav", "text": "  "}\n', "keys.jsonl|empty.jsonl line 1: empty transcript"),
+    ("dur.jsonl", '{"audio_filepath": "c0.wav", "text": "a", "duration": -1}\n', "dur.jsonl line 1: invalid duration"),
+    ("blank.jsonl", "\n\n", "manifest is empty"),
+])
+def test_malformed_manifests_name_file_and_line(clips, name, content, message):
+    (clips / name).write_text(content)
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(str(clips / name))
+
+
+def test_missing_manifest(tmp_path):
+    with pytest.raises(ManifestError, match="manifest not found"):
+        read_manifest(str(tmp_path / "none.jsonl"))
+
+
+def test_filter_and_merge(clips):
+    (clips / "a.csv").write_text("c0.wav,c0.txt\nc1.wav,c1.txt\n")
+    (clips / "b.csv").write_text("c1.wav,c1.txt\nc2.wav,c2.txt\n")
+    merged = merge_manifests([str(clips / "a.csv"), str(clips / "b.csv")])
+    assert len(merged) == 3
+    assert [e.duration for e in filter_by_duration(merged, 0.6, 1.2)] == pytest.approx([1.0])
+
+
+def test_dataset_items_and_collate(clips):
+    (clips / "m.csv").write_text("".join(f"c{i}.wav,c{i}.txt\n" for i in range(3)))
+    dataset = SpeechDataset(read_manifest(str(clips / "m.csv")), Alphabet(), FeatureConfig())
+    sample = dataset[1]
+    assert sample.features.shape == (161, 101)
+    assert Alphabet().decode(sample.target.tolist()) == "clip number two"
+    batch = collate([dataset[0], dataset[2]])
+    assert batch.features.shape == (2, 161, 151)
+    assert batch.feature_lengths.tolist() == [51, 151]
+    assert batch.target_lengths.tolist() == [15, 17] and batch.targets.shape == (32,)
+    assert batch.indices.tolist() == [0, 2]
+
+
+def test_transcript_empty_after_normalisation_is_an_error(clips):
+    entry = ManifestEntry(str(clips / "c0.wav"), "123 456", 0.5)
+    with pytest.raises(TranscriptError, match="c0.wav"):
+        SpeechDataset([entry], Alphabet(), FeatureConfig())
+
+
+def test_bucketing_sampler_covers_everything_once_and_is_seeded():
+    durations = [random.Random(3).uniform(1, 15) for _ in range(103)]
+    sampler = BucketingBatchSampler(durations, 8, seed=7, sorted_first_epoch=True)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert sorted(i for b in batches for i in b) == list(range(103))
+        assert len(batches) == len(sampler) == 13
+    sampler.set_epoch(0)
+    first = list(sampler)
+    assert [max(durations[i] for i in b) for b in first] == sorted(max(durations[i] for i in b) for b in first)
+    sampler.set_epoch(1)
+    again = BucketingBatchSampler(durations, 8, seed=7, sorted_first_epoch=True)
+    again.set_epoch(1)
+    assert list(sampler) == list(again)
+    again.set_epoch(1, start_batch=5)
+    assert list(again) == list(sampler)[5:]
+
+
+def test_distributed_ranks_get_disjoint_equal_shares():
+    durations = list(np.linspace(1, 10, 50))
+    shares, counts = [], []
+    for rank in range(2):
+        sampler = BucketingBatchSampler(durations, 4, seed=1, num_replicas=2, rank=rank)
+        sampler.set_epoch(2)
+        batches = list(sampler)
+        counts.append(len(batches))
+        shares.append([i for b in batches for i in b])
+    assert counts == [6, 6]  # 13 batches: both ranks take 6 so they stay in step
+    assert not set(shares[0]) & set(shares[1])
+
+
+def test_bucketing_reduces_padding():
+    durations = [random.Random(i).uniform(1, 16) for i in range(400)]
+    bucketed = BucketingBatchSampler(durations, 16, seed=0)
+    order = list(range(400))
+    random.Random(0).shuffle(order)
+    unsorted = [order[i:i + 16] for i in range(0, 400, 16)]
+    assert padding_fraction(list(bucketed), durations) < 0.05 < padding_fraction(unsorted, durations)

@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from deepspeech_pytorch.configs import PRESETS, ModelConfig
+from deepspeech_pytorch.model import DeepSpeech2, count_parameters
+
+
+def lstm_params(inputs, hidden, gates=4):
+    return gates * (inputs * hidden + hidden * hidden + 2 * hidden)
+
+
+def test_ds2_original_parameter_count():
+    model = DeepSpeech2(PRESETS["ds2_original"], 161, 29)
+    rnn = 2 * lstm_params(32 * 41, 1024) + 4 * 2 * lstm_params(1024, 1024)
+    assert 86.0e6 < rnn < count_parameters(model) < 87.0e6  # about 86.6 M, like the original
+
+
+def test_output_lengths_follow_conv_arithmetic():
+    model = DeepSpeech2(PRESETS["ds2_tiny"], 161, 29).eval()
+    lengths = torch.tensor([200, 151, 37, 1])
+    features = torch.randn(4, 161, 200)
+    with torch.no_grad():
+        logits, out = model(features, lengths)
+    expected = [(int(n) + 2 * 5 - 11) // 2 + 1 for n in lengths]  # stride 2 in time, then stride 1
+    assert out.tolist() == expected
+    assert logits.shape == (4, max(expected), 29)
+    assert torch.equal(model.output_lengths(lengths), out)
+
+
+@pytest.mark.parametrize("config", [PRESETS["ds2_tiny"],
+                                    ModelConfig(rnn_type="lstm", hidden_size=64, hidden_layers=2, bidirectional=False,
+                                                lookahead_context=5, conv_channels=8)])
+def test_padding_does_not_change_an_utterance(config):
+    torch.manual_seed(0)
+    model = DeepSpeech2(config, 161, 29).eval()
+    short = torch.randn(1, 161, 60)
+    padded = torch.zeros(2, 161, 120)
+    padded[0, :, :60] = short[0]
+    padded[1] = torch.randn(161, 120)
+    with torch.no_grad():
+        alone, n_alone = model(short, torch.tensor([60]))
+        batched, n_batch = model(padded, torch.tensor([60, 120]))
+    assert n_alone[0] == n_batch[0] == 30
+    torch.testing.assert_close(batched[0, :30], alone[0, :30], atol=1e-4, rtol=1e-4)
+
+
+def test_unidirectional_lookahead_is_causal_beyond_context():
+    torch.manual_seed(0)
+    config = ModelConfig(rnn_type="gru", hidden_size=32, hidden_layers=1, bidirectional=False, lookahead_context=3,
+                         conv_channels=4)
+    model = DeepSpeech2(config, 161, 29).eval()
+    features = torch.randn(1, 161, 200)
+    changed = features.clone()
+    changed[:, :, 150:] = torch.randn(161, 50)
+    with torch.no_grad():
+        a, _ = model(features, torch.tensor([200]))
+        b, _ = model(changed, torch.tensor([200]))
+    # Frames well before the change (conv receptive field + lookahead) are unaffected.
+    torch.testing.assert_close(a[0, :60], b[0, :60])
+    assert not torch.allclose(a[0, 80:], b[0, 80:])
+
+
+def test_unknown_rnn_type():
+    with pytest.raises(ValueError, match="rnn_type"):
+        DeepSpeech2(ModelConfig(rnn_type="transformer"), 161, 29)

@@ -1,0 +1,97 @@
+"""The root scripts run as a user runs them: subprocesses, real files, JSON out, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(script, *args, cwd):
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(speech_corpus, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    result = run("train.py", f"data.train_manifest={speech_corpus}", f"data.val_manifest={speech_corpus}",
+                 "preset=ds2_tiny", "epochs=2", "data.batch_size=3", "data.num_workers=0", "log_dir=tb",
+                 "checkpoint.directory=ckpt", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_train_writes_checkpoints_and_tensorboard(trained):
+    folder, summary = trained
+    assert summary["epochs"] == 2 and summary["steps"] == 4 and 0 <= summary["wer"]
+    assert {"best.pt", "last.pt"} <= set(os.listdir(folder / "ckpt"))
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(folder / "tb"))
+    assert not (folder / "outputs").exists() and not (folder / ".hydra").exists()
+
+
+def test_test_script_reports_and_saves_outputs(trained, speech_corpus):
+    folder, _ = trained
+    result = run("test.py", "model_path=ckpt/best.pt", f"test_manifest={speech_corpus}", "report_path=report.jsonl",
+                 "save_outputs=outputs.pt", "num_workers=0", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["utterances"] == 6 and summary["reference_words"] == 27
+    assert "WER" in result.stderr
+    lines = [json.loads(line) for line in open(folder / "report.jsonl")]
+    assert len(lines) == 6 and lines[0]["reference"] == "the cat sat on the mat"
+    import torch
+    saved = torch.load(folder / "outputs.pt", weights_only=True)
+    assert len(saved["utterances"]) == 6 and saved["utterances"][0]["log_probs"].shape[1] == 29
+
+
+def test_transcribe_prints_json_per_file(trained, speech_corpus):
+    folder, _ = trained
+    audio = os.path.join(os.path.dirname(speech_corpus), "utt0.wav")
+    result = run("transcribe.py", "model_path=ckpt/best.pt", f"audio_path=[{audio},{audio}]", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 2 and records[0]["audio_path"] == audio
+    assert records[0]["duration"] > 0.5 and records[0]["model"]["parameters"] > 0
+    assert isinstance(records[0]["words"], list)
+
+
+def test_transcribe_bad_file_is_one_line_and_others_still_done(trained, speech_corpus, tmp_path):
+    folder, _ = trained
+    good = os.path.join(os.path.dirname(speech_corpus), "utt1.wav")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    result = run("transcribe.py", "model_path=ckpt/best.pt", f"audio_path=[{tmp_path}/empty.wav,{good}]", cwd=folder)
+    assert result.returncode == 1
+    assert "empty.wav" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads(result.stdout)["audio_path"] == good
+
+
+@pytest.mark.parametrize("args,message", [
+    (["data.train_manifest=missing.jsonl"], "manifest not found: missing.jsonl"),
+    (["data.train_manifest=x.jsonl", "data.batchsize=4"], "batchsize"),
+    (["data.train_manifest=x.jsonl", "preset=ds9"], "unknown preset"),
+])
+def test_train_user_errors_are_one_line(tmp_path, args, message):
+    (tmp_path / "x.jsonl").write_text("")
+    result = run("train.py", *args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_checkpoint_of_another_alphabet_cannot_resume(trained, speech_corpus):
+    folder, _ = trained
+    result = run("train.py", f"data.train_manifest={speech_corpus}", "preset=ds2_tiny", "epochs=3",
+                 "data.num_workers=0", "log_dir=null", "checkpoint.directory=ckpt",
+                 "data.labels=[_,a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,u,v,w,x,y,z,' ']", cwd=folder)
+    assert result.returncode == 1
+    assert "alphabet" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_benchmark_prints_json(tmp_path):
+    result = run("benchmark.py", "preset=ds2_tiny", "batch_size=2", "seconds=1", "repeats=1", "warmup=0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["train_step_ms"] > 0 and 0 < figures["inference_rtf"] < 10

@@ -1,0 +1,78 @@
+"""Learning and resume tests on real synthesized speech."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from deepspeech_pytorch.checkpoint import CheckpointError, load_checkpoint
+from deepspeech_pytorch.configs import TrainConfig
+from deepspeech_pytorch.evaluation import evaluate_manifest
+from deepspeech_pytorch.inference import Transcriber, load_model
+from deepspeech_pytorch.training import Trainer, train
+
+
+def config(manifest, directory, **overrides):
+    cfg = OmegaConf.structured(TrainConfig)
+    cfg.preset = "ds2_tiny"
+    cfg.data.train_manifest = manifest
+    cfg.data.batch_size = 3
+    cfg.data.num_workers = 0
+    cfg.optim.learning_rate = 3e-3
+    cfg.checkpoint.directory = str(directory)
+    cfg.log_dir = None
+    cfg.validate_every_epoch = False
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+def test_tiny_model_overfits_a_few_utterances(speech_corpus, tmp_path):
+    before = evaluate_manifest(Transcriber(load_model_untrained(speech_corpus, tmp_path)), speech_corpus, progress=False)
+    result = train(config(speech_corpus, tmp_path / "ckpt", epochs=60, **{"data.val_manifest": speech_corpus}))
+    after = evaluate_manifest(Transcriber(load_model(str(tmp_path / "ckpt" / "best.pt"))), speech_corpus, progress=False)
+    assert before.cer > 0.8
+    assert after.cer < 0.1, f"training CER {after.cer:.3f}"
+    assert result.losses[-1] < 0.2 * result.losses[0]
+    assert result.best_wer == pytest.approx(after.wer)
+
+
+def load_model_untrained(manifest, tmp_path):
+    train(config(manifest, tmp_path / "untrained", epochs=1, max_steps=1))
+    return load_model(str(tmp_path / "untrained" / "last.pt"))
+
+
+def test_resume_gives_the_same_next_step_loss(speech_corpus, tmp_path):
+    straight = train(config(speech_corpus, tmp_path / "a", epochs=3, max_steps=5))
+    first = train(config(speech_corpus, tmp_path / "b", epochs=3, max_steps=3))
+    state = load_checkpoint(str(tmp_path / "b" / "last.pt"))
+    assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (1, 1, 3)  # 2 batches per epoch
+    resumed = train(config(speech_corpus, tmp_path / "b", epochs=3, max_steps=5))
+    assert first.losses == pytest.approx(straight.losses[:3], rel=1e-6)
+    assert resumed.losses == pytest.approx(straight.losses[3:], rel=1e-5)
+
+
+def test_resume_rejects_a_different_model(speech_corpus, tmp_path):
+    train(config(speech_corpus, tmp_path / "c", epochs=1, max_steps=1))
+    with pytest.raises(CheckpointError, match="differs"):
+        Trainer(config(speech_corpus, tmp_path / "c", epochs=2, preset="ds2_small"))
+
+
+def test_finetune_starts_fresh_from_weights(speech_corpus, tmp_path):
+    train(config(speech_corpus, tmp_path / "base", epochs=1))
+    trainer = Trainer(config(speech_corpus, tmp_path / "ft", epochs=1,
+                             **{"checkpoint.finetune_from": str(tmp_path / "base" / "last.pt")}))
+    base, _, _ = load_model(str(tmp_path / "base" / "last.pt")).model, None, None
+    assert trainer.step == 0 and trainer.epoch == 0
+    for name, value in base.state_dict().items():
+        torch.testing.assert_close(trainer.model.state_dict()[name], value)
+
+
+def test_non_finite_loss_is_skipped_and_counted(speech_corpus, tmp_path):
+    trainer = Trainer(config(speech_corpus, tmp_path / "nan", epochs=1))
+    batch = next(iter(trainer.train_loader))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    batch.features[0, 0, 0] = float("nan")
+    assert trainer.train_step(batch) is None
+    assert trainer.skipped_losses + trainer.skipped_gradients == 1 and trainer.step == 0
+    for name, value in trainer.model.state_dict().items():  # weights and BatchNorm statistics alike
+        torch.testing.assert_close(value, before[name])
