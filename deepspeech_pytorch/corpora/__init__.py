@@ -1,0 +1,14 @@
+"""Preparation of the standard speech corpora: download, verify, unpack, convert to 16 kHz WAV, write manifests.
+
+One module per corpus (`librispeech`, `an4`, `common_voice`, `ted`, `voxforge`), each exposing `prepare(...)`,
+on top of the shared steps: `download` (HTTP with resume and checksums), `archive` (safe unpacking),
+`convert` (audio conversion and manifest writing) and `verify` (manifest checks). The scripts in `data/` are
+thin command lines over these, sharing their flags and error handling through `cli`.
+"""
+
+
+class CorpusError(RuntimeError):
+    """A corpus that cannot be prepared: a failed download or checksum, a corrupt archive, a missing file.
+
+    The message names the file or URL and what is wrong, so command lines can print it as one line.
+    """
