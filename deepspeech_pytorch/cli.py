@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any, Callable, List
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from deepspeech_pytorch.audio import AudioError
 from deepspeech_pytorch.checkpoint import CheckpointError
@@ -60,7 +60,8 @@ def _transcriber(config: DictConfig, batch_size: int = 8):
 
     loaded = load_model(config.model_path, device=resolve_device(config.device))
     chunk_seconds = config.get("chunk_seconds", 30.0)
-    return Transcriber(loaded, decoder=config.decoder.type, chunk_seconds=chunk_seconds, batch_size=batch_size)
+    decoder = OmegaConf.to_object(config.decoder) if OmegaConf.is_config(config.decoder) else config.decoder
+    return Transcriber(loaded, decoder=decoder, chunk_seconds=chunk_seconds, batch_size=batch_size)
 
 
 @reports_user_errors

@@ -102,6 +102,7 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     epochs: int = 30
     max_steps: Optional[int] = None  # stop after this many optimiser steps (for smoke runs)
+    max_minutes: Optional[float] = None  # stop (checkpointed, resumable) after this much training time
     seed: int = 123456
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_dir: Optional[str] = "runs"  # TensorBoard; null disables
@@ -109,8 +110,21 @@ class TrainConfig:
 
 
 @dataclass
+class LanguageModelConfig:
+    path: Optional[str] = None  # KenLM model, ARPA or binary
+    lexicon_path: Optional[str] = None  # word -> spelling list; given: lexicon-constrained search
+    alpha: float = 0.5  # LM weight
+    beta: float = 1.0  # word insertion bonus
+
+
+@dataclass
 class DecoderConfig:
-    type: str = "greedy"  # greedy (beam search arrives with the LM decoder)
+    type: str = "greedy"  # greedy | beam
+    beam_size: int = 100
+    beam_threshold: float = 25.0  # drop hypotheses scoring this far below the best
+    tokens_per_frame: int = 29  # candidate labels considered per frame (top-k)
+    n_best: int = 1
+    lm: LanguageModelConfig = field(default_factory=LanguageModelConfig)
 
 
 @dataclass
@@ -147,6 +161,22 @@ class BenchmarkConfig:
     repeats: int = 5
 
 
+@dataclass
+class ServerConfig:
+    model_path: Optional[str] = None  # null: the bundled default model
+    host: str = "127.0.0.1"
+    port: int = 8000
+    device: str = "auto"
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    max_upload_bytes: int = 20_000_000
+    max_audio_seconds: float = 120.0
+    max_batch_size: int = 8  # requests grouped into one forward pass
+    max_batch_wait_ms: float = 10.0  # how long the batcher waits to fill a batch
+    max_queue: int = 64  # waiting requests beyond this are answered 503
+    request_timeout_seconds: float = 60.0
+    log_level: str = "info"
+
+
 def register_configs() -> None:
     """Register the primary configs for the entry scripts.
 
@@ -160,7 +190,7 @@ def register_configs() -> None:
     store.store(group="hydra/output", name="in_place", package="hydra",
                 node={"run": {"dir": "."}, "sweep": {"dir": "multirun", "subdir": "${hydra.job.num}"}})
     for name, schema in (("train", TrainConfig), ("eval", EvalConfig), ("transcribe", TranscribeConfig),
-                         ("benchmark", BenchmarkConfig)):
+                         ("benchmark", BenchmarkConfig), ("server", ServerConfig)):
         store.store(name=f"{name}_schema", node=schema)
         store.store(name=name, node={"defaults": [
             f"{name}_schema", "_self_",

@@ -151,16 +151,22 @@ def write_manifest(path: str, entries: Sequence[ManifestEntry], relative: bool =
     base = os.path.dirname(os.path.abspath(path))
     os.makedirs(base, exist_ok=True)
     temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        for entry in entries:
-            audio_path = os.path.relpath(entry.audio_path, base) if relative else os.path.abspath(entry.audio_path)
-            record = {"audio_filepath": audio_path, "text": entry.text, "duration": round(entry.duration, 4)}
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            for entry in entries:
+                audio_path = os.path.relpath(entry.audio_path, base) if relative else os.path.abspath(entry.audio_path)
+                record = {"audio_filepath": audio_path, "text": entry.text, "duration": round(entry.duration, 4)}
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 def filter_by_duration(entries: Sequence[ManifestEntry], min_duration: float = 0.0,
                        max_duration: Optional[float] = None) -> List[ManifestEntry]:
+    if max_duration is not None and min_duration > max_duration:
+        raise ValueError(f"min_duration {min_duration} is above max_duration {max_duration}")
     kept = [e for e in entries if e.duration >= min_duration and (max_duration is None or e.duration <= max_duration)]
     if len(kept) < len(entries):
         logger.info("duration filter [%s, %s] s kept %d of %d utterances", min_duration, max_duration, len(kept), len(entries))

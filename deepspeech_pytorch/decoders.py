@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 from torch import Tensor
 
+from deepspeech_pytorch.configs import DecoderConfig
 from deepspeech_pytorch.labels import Alphabet
 
 
@@ -79,7 +80,9 @@ class GreedyDecoder:
         return hypotheses
 
 
-def build_decoder(kind: str, alphabet: Alphabet, seconds_per_frame: float) -> GreedyDecoder:
+def build_decoder(config: Union[DecoderConfig, str], alphabet: Alphabet, seconds_per_frame: float) -> GreedyDecoder:
+    """The decoder a DecoderConfig (or just its type name) asks for."""
+    kind = config if isinstance(config, str) else config.type
     if kind == "greedy":
         return GreedyDecoder(alphabet, seconds_per_frame)
     raise ValueError(f"unknown decoder {kind!r}; available: greedy")

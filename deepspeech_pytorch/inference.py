@@ -14,7 +14,7 @@ from torch import Tensor
 
 from deepspeech_pytorch.audio import AudioError, AudioSource, load_audio
 from deepspeech_pytorch.checkpoint import CheckpointError, build_model, load_checkpoint
-from deepspeech_pytorch.configs import FeatureConfig
+from deepspeech_pytorch.configs import DecoderConfig, FeatureConfig
 from deepspeech_pytorch.decoders import Hypothesis, WordTiming, build_decoder, move_word_times
 from deepspeech_pytorch.features import seconds_per_frame, spectrogram
 from deepspeech_pytorch.labels import Alphabet
@@ -109,7 +109,7 @@ def chunk_boundaries(samples: np.ndarray, sample_rate: int, chunk_seconds: float
 class Transcriber:
     """Audio -> features -> model -> decoder -> text with word timings."""
 
-    def __init__(self, loaded: LoadedModel, decoder: str = "greedy", chunk_seconds: float = 30.0,
+    def __init__(self, loaded: LoadedModel, decoder: Union[DecoderConfig, str] = "greedy", chunk_seconds: float = 30.0,
                  batch_size: int = 8, device: Union[str, torch.device, None] = None):
         self.loaded = loaded
         self.device = next(loaded.model.parameters()).device if device is None else resolve_device(device)

@@ -73,6 +73,7 @@ class Alphabet:
         text = unicodedata.normalize("NFKC", text).translate(_FOLD)
         text = text.lower() if self.lowercase else text.upper()
         text = _PUNCTUATION.sub(" ", text)
+        text = "".join(ch if ch in self._index else self._strip_accent(ch) for ch in text)
         outside = sorted({ch for ch in text if ch not in self._index and not ch.isspace()})
         if outside:
             where = f" in {utterance}" if utterance else ""
@@ -81,6 +82,11 @@ class Alphabet:
             logger.warning("dropping characters outside the alphabet%s: %r", where, "".join(outside))
             text = "".join(ch for ch in text if ch in self._index or ch.isspace())
         return _SPACES.sub(" ", text).strip()
+
+    def _strip_accent(self, ch: str) -> str:
+        """'é' -> 'e' when the alphabet has 'e' but not 'é' (Common Voice, VoxForge English)."""
+        base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+        return base if base and all(c in self._index for c in base) else ch
 
     def encode(self, text: str) -> List[int]:
         """Label ids for already-normalised text (no blanks)."""

@@ -232,6 +232,7 @@ class Trainer:
         losses: List[float] = []
         last_wer = last_cer = None
         stopped = config.max_steps is not None and self.step >= config.max_steps
+        deadline = None if config.max_minutes is None else time.time() + 60 * config.max_minutes
         while self.epoch < config.epochs and not stopped:
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
             self.train_set.set_epoch(self.epoch)
@@ -248,7 +249,8 @@ class Trainer:
                     if writer is not None:
                         writer.add_scalar("train/loss", loss, self.step)
                         writer.add_scalar("train/learning_rate", self.scheduler.get_last_lr()[0], self.step)
-                if config.max_steps is not None and self.step >= config.max_steps:
+                if (config.max_steps is not None and self.step >= config.max_steps) or \
+                        (deadline is not None and time.time() > deadline):
                     stopped = True
                     break
             bar.close()

@@ -20,6 +20,10 @@ def test_out_of_alphabet_error_policy():
         Alphabet(oov_policy="error").normalize("café 2", utterance="b.wav")
 
 
+def test_accents_fold_to_letters_in_the_alphabet():
+    assert Alphabet(oov_policy="error").normalize("Café naïve Ångström") == "cafe naive angstrom"
+
+
 def test_encode_decode_round_trip():
     alphabet = Alphabet()
     ids = alphabet.encode("it's a test")
