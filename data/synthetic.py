@@ -1,0 +1,54 @@
+"""Synthesize the offline English speech corpus, e.g. `python data/synthetic.py --output-dir corpus --hours 5`.
+
+An interrupted build resumes: run the same command again and finished files are kept.
+"""
+
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from deepspeech_pytorch.sentences import TextSourceError
+from deepspeech_pytorch.synthetic import SyntheticCorpusError, build_corpus, format_summary
+from deepspeech_pytorch.tts import ENGINES, SynthesisError, SynthesizerMissing
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output-dir", required=True, help="folder for audio/, the manifests and summary.json")
+    amount = parser.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--hours", type=float, help="hours of audio, all splits together")
+    amount.add_argument("--utterances", type=int, help="number of utterances, all splits together")
+    parser.add_argument("--text-source", default="debian",
+                        help="debian, grid, or fortunes/wordnet/bible/gcide (comma separated), or a text file "
+                             "with one sentence per line (default: %(default)s)")
+    parser.add_argument("--engines", default=",".join(ENGINES), help="comma separated (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--val-fraction", type=float, default=0.05, help="share of audio, speakers and sentences")
+    parser.add_argument("--test-fraction", type=float, default=0.05, help="share of audio, speakers and sentences")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, warnings and errors only")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        with logging_redirect_tqdm():
+            summary = build_corpus(args.output_dir, hours=args.hours, utterances=args.utterances,
+                                   text_source=args.text_source,
+                                   engines=[e.strip() for e in args.engines.split(",") if e.strip()],
+                                   seed=args.seed, workers=args.workers, val_fraction=args.val_fraction,
+                                   test_fraction=args.test_fraction, progress=not args.quiet)
+    except (SynthesizerMissing, SynthesisError, SyntheticCorpusError, TextSourceError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""The README's main job: build a small espeak-ng corpus, train for a few minutes, evaluate, transcribe.
+
+python demo.py [--output-dir demo_output] [--minutes 7]
+"""
+import argparse
+
+from deepspeech_pytorch.cli import reports_user_errors, setup_logging
+from deepspeech_pytorch.demo import print_report, run_demo
+
+
+@reports_user_errors
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output-dir", default="demo_output")
+    parser.add_argument("--utterances", type=int, default=1500)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--minutes", type=float, default=7.0, help="training time budget")
+    args = parser.parse_args()
+    setup_logging()
+    print_report(run_demo(args.output_dir, args.utterances, args.epochs, args.minutes))
+
+
+if __name__ == "__main__":
+    main()
