@@ -72,6 +72,43 @@ class DataConfig:
 
 
 @dataclass
+class SpecAugmentConfig:
+    enabled: bool = False
+    freq_masks: int = 2
+    max_freq_width: int = 27  # bins per frequency mask (161-bin spectrogram)
+    time_masks: int = 2
+    max_time_width: int = 40  # frames (10 ms each) per time mask
+    max_time_fraction: float = 0.1  # a time mask never covers more than this fraction of the utterance
+
+
+@dataclass
+class NoiseAugmentConfig:
+    enabled: bool = False
+    manifest: Optional[str] = None  # noise clips, e.g. from data/noise.py
+    directory: Optional[str] = None  # or: every audio file under this folder
+    probability: float = 0.4  # of an utterance getting noise
+    min_snr_db: float = 10.0
+    max_snr_db: float = 30.0
+
+
+@dataclass
+class PerturbConfig:
+    speed_enabled: bool = False
+    min_speed: float = 0.9  # speed perturbation (tempo and pitch together, as Kaldi's speed perturbation)
+    max_speed: float = 1.1
+    gain_enabled: bool = False
+    min_gain_db: float = -6.0
+    max_gain_db: float = 6.0
+
+
+@dataclass
+class AugmentConfig:
+    spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    noise: NoiseAugmentConfig = field(default_factory=NoiseAugmentConfig)
+    perturb: PerturbConfig = field(default_factory=PerturbConfig)
+
+
+@dataclass
 class OptimConfig:
     optimizer: str = "adamw"  # adamw | sgd
     learning_rate: float = 1.5e-3
@@ -90,6 +127,7 @@ class CheckpointConfig:
     resume: bool = True  # continue from directory/last.pt when it exists
     finetune_from: Optional[str] = None  # start fresh from these weights (new optimizer and schedule)
     keep_every_epoch: bool = False
+    every_steps: Optional[int] = None  # also save last.pt every N steps (mid-epoch resume after a crash)
 
 
 @dataclass
@@ -98,15 +136,18 @@ class TrainConfig:
     model: Optional[ModelConfig] = None  # overrides the preset when given
     features: FeatureConfig = field(default_factory=FeatureConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     epochs: int = 30
     max_steps: Optional[int] = None  # stop after this many optimiser steps (for smoke runs)
     max_minutes: Optional[float] = None  # stop (checkpointed, resumable) after this much training time
     seed: int = 123456
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: each process's local GPU)
+    precision: str = "fp32"  # fp32 | fp16 (with loss scaling) | bf16: torch.amp autocast; CTC loss stays fp32
     log_dir: Optional[str] = "runs"  # TensorBoard; null disables
     validate_every_epoch: bool = True
+    sample_log: Optional[str] = None  # JSON lines of the utterance indices each process trained on, per step
 
 
 @dataclass

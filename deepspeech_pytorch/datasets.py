@@ -263,19 +263,25 @@ def collate(samples: Sequence[Sample]) -> Batch:
 class BucketingBatchSampler(Sampler[List[int]]):
     """Batches of utterances of similar duration, so little of each batch is padding.
 
-    Utterances are sorted by duration and cut into batches; the batch order is shuffled each
-    epoch (seeded), except epoch 0 when `sorted_first_epoch` (SortaGrad) keeps shortest first.
-    With `num_replicas` > 1 each rank takes every num_replicas-th batch (the batch count is
-    rounded down to a multiple so ranks stay in step). `start_batch` skips batches already
-    trained in a resumed epoch.
+    Utterances are sorted by duration and cut into global batches of batch_size x num_replicas;
+    the order of global batches is shuffled each epoch (seeded), except epoch 0 when
+    `sorted_first_epoch` (SortaGrad) keeps the shortest first. Rank r takes items r, r + n, ... of
+    each global batch, so all ranks step together on equally long inputs and, together, train on
+    exactly the global batch a single process would. A last global batch too small to give every
+    rank an item is dropped. `start_batch` skips batches already trained in a resumed epoch.
     """
 
     def __init__(self, durations: Sequence[float], batch_size: int, shuffle: bool = True, seed: int = 0,
                  sorted_first_epoch: bool = False, num_replicas: int = 1, rank: int = 0):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
         order = sorted(range(len(durations)), key=lambda i: (durations[i], i))
-        self.batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+        size = batch_size * num_replicas
+        self.batches = [order[i: i + size] for i in range(0, len(order), size)]
+        if self.batches and len(self.batches[-1]) < num_replicas:
+            self.batches.pop()
         self.shuffle, self.seed, self.sorted_first_epoch = shuffle, seed, sorted_first_epoch
         self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
@@ -289,14 +295,13 @@ class BucketingBatchSampler(Sampler[List[int]]):
         batches = list(self.batches)
         if self.shuffle and not (self.sorted_first_epoch and self.epoch == 0):
             random.Random(self.seed + self.epoch).shuffle(batches)
-        usable = len(batches) - len(batches) % self.num_replicas if len(batches) >= self.num_replicas else len(batches)
-        return batches[self.rank: usable: self.num_replicas]
+        return [batch[self.rank:: self.num_replicas] for batch in batches]
 
     def __iter__(self) -> Iterator[List[int]]:
         return iter(self.epoch_batches()[self.start_batch:])
 
     def __len__(self) -> int:
-        return max(0, len(self.epoch_batches()) - self.start_batch)
+        return max(0, len(self.batches) - self.start_batch)
 
 
 def padding_fraction(batches: Sequence[Sequence[int]], durations: Sequence[float]) -> float:

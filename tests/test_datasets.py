@@ -112,17 +112,21 @@ def test_bucketing_sampler_covers_everything_once_and_is_seeded():
     assert list(again) == list(sampler)[5:]
 
 
-def test_distributed_ranks_get_disjoint_equal_shares():
-    durations = list(np.linspace(1, 10, 50))
-    shares, counts = [], []
+def test_distributed_ranks_split_each_global_batch():
+    durations = list(np.linspace(1, 10, 51))
+    single = BucketingBatchSampler(durations, 8, seed=1)
+    single.set_epoch(2)
+    ranks = []
     for rank in range(2):
         sampler = BucketingBatchSampler(durations, 4, seed=1, num_replicas=2, rank=rank)
         sampler.set_epoch(2)
-        batches = list(sampler)
-        counts.append(len(batches))
-        shares.append([i for b in batches for i in b])
-    assert counts == [6, 6]  # 13 batches: both ranks take 6 so they stay in step
-    assert not set(shares[0]) & set(shares[1])
+        ranks.append(list(sampler))
+    assert len(ranks[0]) == len(ranks[1]) == 7  # 51 = 6 global batches of 8 + one of 3
+    for global_batch, first, second in zip(single, *ranks):
+        assert sorted(first + second) == sorted(global_batch)  # together: what one process trains on
+        assert not set(first) & set(second)
+    with pytest.raises(ValueError, match="rank"):
+        BucketingBatchSampler(durations, 4, num_replicas=2, rank=2)
 
 
 def test_bucketing_reduces_padding():
