@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from deepspeech_pytorch.audio import AudioError, load_audio, resample
+from deepspeech_pytorch.audio import SAMPLE_RATE, AudioError, load_audio, resample, write_audio
 from deepspeech_pytorch.configs import AugmentConfig, NoiseAugmentConfig, PerturbConfig, SpecAugmentConfig
 
 logger = logging.getLogger(__name__)
@@ -142,3 +142,19 @@ def build_augmenters(config: AugmentConfig, sample_rate: int):
     waveform = WaveformAugmenter(config.perturb, config.noise, sample_rate)
     return (waveform if waveform.active else None,
             FeatureAugmenter(config.spec_augment) if config.spec_augment.enabled else None)
+
+
+def inject_noise_file(input_path: str, noise_path: str, output_path: str, snr_db: float, seed: int = 0,
+                      sample_rate: int = SAMPLE_RATE) -> float:
+    """Mix a noise file into an audio file at `snr_db` and write the result, for listening.
+
+    Returns the measured SNR of the written mix (before 16-bit quantisation) in dB.
+    """
+    signal = load_audio(input_path, sample_rate)
+    noise = load_audio(noise_path, sample_rate)
+    mixed = add_noise(signal, noise, snr_db, np.random.default_rng(seed))
+    peak = float(np.abs(mixed).max())
+    scale = 0.99 / peak if peak > 0.99 else 1.0  # avoid clipping; keeps the SNR
+    write_audio(output_path, mixed * scale)
+    residual = mixed - signal
+    return 10.0 * np.log10(power(signal) / max(power(residual), 1e-20))

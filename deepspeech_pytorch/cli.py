@@ -51,7 +51,8 @@ def run_train(config: DictConfig) -> Any:
     summary = {"epochs": result.epochs_completed, "steps": result.steps, "best_wer": result.best_wer,
                "wer": result.last_wer, "cer": result.last_cer, "checkpoint_dir": result.checkpoint_dir,
                "skipped_losses": result.skipped_losses, "skipped_gradients": result.skipped_gradients}
-    print(json.dumps(summary))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        print(json.dumps(summary))
     return result
 
 

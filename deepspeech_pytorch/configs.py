@@ -218,6 +218,15 @@ class ServerConfig:
     log_level: str = "info"
 
 
+@dataclass
+class NoiseInjectConfig:
+    input_path: str = MISSING
+    noise_path: str = MISSING
+    output_path: str = MISSING
+    snr_db: float = 10.0  # signal-to-noise ratio of the result
+    seed: int = 0  # picks the noise offset
+
+
 def register_configs() -> None:
     """Register the primary configs for the entry scripts.
 
@@ -231,7 +240,8 @@ def register_configs() -> None:
     store.store(group="hydra/output", name="in_place", package="hydra",
                 node={"run": {"dir": "."}, "sweep": {"dir": "multirun", "subdir": "${hydra.job.num}"}})
     for name, schema in (("train", TrainConfig), ("eval", EvalConfig), ("transcribe", TranscribeConfig),
-                         ("benchmark", BenchmarkConfig), ("server", ServerConfig)):
+                         ("benchmark", BenchmarkConfig), ("server", ServerConfig),
+                         ("noise_inject", NoiseInjectConfig)):
         store.store(name=f"{name}_schema", node=schema)
         store.store(name=name, node={"defaults": [
             f"{name}_schema", "_self_",

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+
+STORE_TIMEOUT = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,18 @@ def init_distributed(device_setting: str) -> tuple[DistributedInfo, torch.device
     else:
         device = torch.device("cpu")
     if info.enabled and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if attempt is None:
+            dist.init_process_group(backend=backend)
+        else:
+            # After an elastic restart the workers meet in the same store as the failed attempt; without
+            # a per-attempt prefix a worker can read a dead peer's address and fail to connect.
+            agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+            store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                                  is_master=not agent_hosts_store and rank == 0, timeout=STORE_TIMEOUT)
+            dist.init_process_group(backend=backend, store=dist.PrefixStore(f"deepspeech/attempt_{attempt}", store),
+                                    rank=rank, world_size=world_size)
     return info, device
 
 

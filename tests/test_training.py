@@ -76,3 +76,32 @@ def test_non_finite_loss_is_skipped_and_counted(speech_corpus, tmp_path):
     assert trainer.skipped_losses + trainer.skipped_gradients == 1 and trainer.step == 0
     for name, value in trainer.model.state_dict().items():  # weights and BatchNorm statistics alike
         torch.testing.assert_close(value, before[name])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_augmented_mixed_precision_training_runs(speech_corpus, tmp_path, precision):
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "noise.wav", np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1, 16000)
+    result = train(config(speech_corpus, tmp_path / precision, epochs=2, max_steps=3, precision=precision, **{
+        "augment.spec_augment.enabled": True, "augment.perturb.speed_enabled": True,
+        "augment.perturb.gain_enabled": True, "augment.noise.enabled": True,
+        "augment.noise.directory": str(tmp_path), "augment.noise.probability": 1.0}))
+    assert result.steps + result.skipped_gradients + result.skipped_losses >= 3
+    assert all(np.isfinite(result.losses)) and result.losses
+
+
+def test_augmentation_is_reproducible_per_epoch(speech_corpus, tmp_path):
+    trainer = Trainer(config(speech_corpus, tmp_path / "aug", epochs=1, **{"augment.spec_augment.enabled": True,
+                                                                        "augment.perturb.speed_enabled": True}))
+    dataset = trainer.train_set
+    first = dataset[0].features
+    assert torch.equal(first, dataset[0].features)
+    dataset.set_epoch(1)
+    assert not torch.equal(first, dataset[0].features)
+
+
+def test_unknown_precision_is_rejected(speech_corpus, tmp_path):
+    with pytest.raises(ValueError, match="precision"):
+        Trainer(config(speech_corpus, tmp_path / "p", precision="fp8"))

@@ -1,0 +1,13 @@
+"""The transcription server: FastAPI over the one inference API.
+
+    app.py       create_app(settings), routes, error handlers, run_server(config)
+    uploads.py   multipart body under a byte limit -> checked, decoded samples (in memory)
+    service.py   the model, a Transcriber per decoder, the batcher, the limits
+    batching.py  dynamic batching on one inference thread, bounded queue, timeouts
+    schemas.py   pydantic response and error models (what the OpenAPI page shows)
+    metrics.py   Prometheus text format
+"""
+
+from deepspeech_pytorch.serving.app import create_app, run_server
+
+__all__ = ["create_app", "run_server"]

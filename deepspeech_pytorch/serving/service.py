@@ -1,0 +1,116 @@
+"""Transcription behind the HTTP layer: the loaded model, one Transcriber per decoder, the batcher.
+
+The decoders a request may choose are built once at start-up; requests that chose the same
+decoder share a forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from deepspeech_pytorch.configs import DecoderConfig, ServerConfig
+from deepspeech_pytorch.inference import LoadedModel, Transcriber, Transcription
+from deepspeech_pytorch.serving.batching import Closed, DynamicBatcher, QueueFull
+from deepspeech_pytorch.serving.metrics import Metrics
+from deepspeech_pytorch.serving.schemas import ApiError
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SECONDS = 30.0  # longer audio is cut at quiet points into chunks of at most this, as in transcribe.py
+
+
+def decoder_choices(config: DecoderConfig) -> Dict[str, Union[DecoderConfig, str]]:
+    """The decoders a server offers: greedy always; beam when configured with a language model
+    (or explicitly with decoder.type=beam). The configured type is the default."""
+    choices: Dict[str, Union[DecoderConfig, str]] = {"greedy": "greedy"}
+    if config.type == "beam" or config.lm.path:
+        choices["beam"] = dataclasses.replace(config, type="beam")
+    if config.type not in choices:
+        raise ValueError(f"decoder.type={config.type!r} is not a decoder the server offers; choose greedy or beam")
+    return choices
+
+
+def check_settings(settings: ServerConfig) -> None:
+    """Refuse settings that cannot work, naming the setting."""
+    for name in ("max_upload_bytes", "max_batch_size", "max_queue"):
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{name}={getattr(settings, name)} must be at least 1")
+    for name in ("max_audio_seconds", "request_timeout_seconds"):
+        if not getattr(settings, name) > 0:
+            raise ValueError(f"{name}={getattr(settings, name)} must be positive")
+    if settings.max_batch_wait_ms < 0:
+        raise ValueError(f"max_batch_wait_ms={settings.max_batch_wait_ms} must not be negative")
+    decoder_choices(settings.decoder)
+
+
+class TranscriptionService:
+    """Queue decoded audio for batched transcription, with the server's limits."""
+
+    def __init__(self, settings: ServerConfig, loaded: LoadedModel, metrics: Optional[Metrics] = None):
+        self.settings = settings
+        self.loaded = loaded
+        self.metrics = metrics or Metrics()
+        self.default_decoder = settings.decoder.type
+        # One Transcriber per decoder, all sharing the model; batch_size: chunks per forward pass.
+        self.transcribers = {name: Transcriber(loaded, decoder=config, chunk_seconds=CHUNK_SECONDS,
+                                               batch_size=settings.max_batch_size)
+                             for name, config in decoder_choices(settings.decoder).items()}
+        self.batcher: DynamicBatcher[np.ndarray, Transcription] = DynamicBatcher(
+            self._transcribe_batch, settings.max_batch_size, settings.max_batch_wait_ms / 1000.0, settings.max_queue,
+            on_batch=self.metrics.batch_size.observe)
+        self.metrics.queue_depth = lambda: float(self.batcher.depth)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.loaded.features.sample_rate
+
+    @property
+    def decoders(self) -> List[str]:
+        return list(self.transcribers)
+
+    async def start(self) -> None:
+        await self.batcher.start()
+        self.metrics.model_loaded = True
+        logger.info("serving %s with decoders %s", self.loaded.info["architecture"], ", ".join(self.decoders))
+
+    async def stop(self) -> None:
+        self.metrics.model_loaded = False
+        await self.batcher.stop()
+
+    def _transcribe_batch(self, decoder: str, waveforms: Sequence[np.ndarray]) -> List[Transcription]:
+        """Runs on the inference thread: one call, batched forward passes."""
+        return self.transcribers[decoder].transcribe_many(list(waveforms), word_timings=True)
+
+    def check_capacity(self) -> None:
+        """503 before the upload is read when the queue is already full."""
+        if self.batcher.full():
+            raise self._overloaded()
+
+    def _overloaded(self) -> ApiError:
+        # A rough wait: the queue drains a batch per forward pass.
+        return ApiError(503, "overloaded", f"the server is busy ({self.settings.max_queue} requests waiting); "
+                                           "retry shortly", {"Retry-After": "1"})
+
+    async def transcribe(self, samples: np.ndarray, decoder: Optional[str], timeout: float) -> Transcription:
+        """Transcribe mono samples at the model's rate with `decoder` (None: the default), within `timeout` seconds."""
+        name = decoder or self.default_decoder
+        if name not in self.transcribers:
+            raise ApiError(422, "invalid_parameter", f"decoder {name!r} is not offered by this server; "
+                                                     f"choose from {', '.join(self.decoders)}")
+        started = time.perf_counter()
+        try:
+            return await self.batcher.submit(samples, name, timeout=timeout)
+        except QueueFull:
+            raise self._overloaded() from None
+        except Closed as error:
+            raise ApiError(503, "not_ready", str(error), {"Retry-After": "1"}) from None
+        except asyncio.TimeoutError:
+            raise ApiError(504, "timeout", f"the transcription did not finish within {timeout:.3g} s "
+                                           f"(waited {time.perf_counter() - started:.3g} s); retry later or send "
+                                           "shorter audio") from None
