@@ -1,9 +1,14 @@
-"""Print training-step time and inference real-time factor as JSON: python benchmark.py preset=ds2_original batch_size=8"""
+"""Speed figures as JSON.
+
+python benchmark.py preset=ds2_original batch_size=8 seconds=5          # training step ms and inference RTF
+python benchmark.py mode=throughput batch_sizes=[1,4,16] precisions=[fp32,bf16]
+torchrun --nproc_per_node=2 benchmark.py mode=throughput                 # the same under DDP
+"""
 import json
 
 import hydra
 
-from deepspeech_pytorch.benchmarking import benchmark
+from deepspeech_pytorch.benchmarking import benchmark, format_table, throughput
 from deepspeech_pytorch.cli import reports_user_errors
 from deepspeech_pytorch.configs import register_configs
 
@@ -12,9 +17,17 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="benchmark")
 @reports_user_errors
-def main(config) -> None:
-    print(json.dumps(benchmark(config.preset, config.batch_size, config.seconds, config.device,
-                               config.warmup, config.repeats)))
+def main(c) -> None:
+    if c.mode == "throughput":
+        rows = throughput(c.preset, list(c.batch_sizes), c.seconds, list(c.precisions), c.device, c.warmup, c.repeats,
+                          c.find_largest_batch)
+        if rows:
+            print(format_table(rows), flush=True)
+            print(json.dumps(rows))
+    elif c.mode == "speed":
+        print(json.dumps(benchmark(c.preset, c.batch_size, c.seconds, c.device, c.warmup, c.repeats)))
+    else:
+        raise ValueError(f"unknown mode {c.mode!r}; choose speed or throughput")
 
 
 if __name__ == "__main__":

@@ -194,12 +194,16 @@ class TranscribeConfig:
 
 @dataclass
 class BenchmarkConfig:
+    mode: str = "speed"  # speed: step time and RTF at one batch size | throughput: a table over batch sizes
     preset: str = "ds2_small"
     batch_size: int = 8
     seconds: float = 5.0  # length of each input
     device: str = "auto"
     warmup: int = 2
     repeats: int = 5
+    batch_sizes: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # throughput mode
+    precisions: List[str] = field(default_factory=lambda: ["fp32", "bf16"])  # throughput mode
+    find_largest_batch: bool = False  # throughput mode, CUDA only
 
 
 @dataclass

@@ -95,3 +95,21 @@ def test_benchmark_prints_json(tmp_path):
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert figures["train_step_ms"] > 0 and 0 < figures["inference_rtf"] < 10
+
+
+def test_benchmark_throughput_table(tmp_path):
+    result = run("benchmark.py", "mode=throughput", "preset=ds2_tiny", "batch_sizes=[2,1]", "precisions=[fp32]",
+                 "seconds=1", "repeats=1", "warmup=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [row["batch_size"] for row in rows] == [1, 2]
+    assert all(row["utterances_per_s"] > 0 and row["peak_memory_mb"] > 50 for row in rows)
+    assert rows[1]["audio_seconds_per_s"] == pytest.approx(2 * rows[1]["utterances_per_s"], rel=0.05)
+
+
+def test_padding_benchmark(speech_corpus, tmp_path):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "padding.py"), speech_corpus,
+                             "--batch-sizes", "3"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout.strip().splitlines()[-1])
+    assert 0 <= row["padding_bucketed"] <= row["padding_random"] < 1
