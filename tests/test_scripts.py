@@ -99,12 +99,12 @@ def test_benchmark_prints_json(tmp_path):
 
 def test_benchmark_throughput_table(tmp_path):
     result = run("benchmark.py", "mode=throughput", "preset=ds2_tiny", "batch_sizes=[2,1]", "precisions=[fp32]",
-                 "seconds=1", "repeats=1", "warmup=1", cwd=tmp_path)
+                 "seconds=2", "repeats=1", "warmup=1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout.strip().splitlines()[-1])
     assert [row["batch_size"] for row in rows] == [1, 2]
     assert all(row["utterances_per_s"] > 0 and row["peak_memory_mb"] > 50 for row in rows)
-    assert rows[1]["audio_seconds_per_s"] == pytest.approx(2 * rows[1]["utterances_per_s"], rel=0.05)
+    assert rows[1]["audio_seconds_per_s"] == pytest.approx(2 * rows[1]["utterances_per_s"], rel=0.05, abs=0.1)
 
 
 def test_padding_benchmark(speech_corpus, tmp_path):
