@@ -172,6 +172,12 @@ class Trainer:
             if state.get("scaler_state"):
                 self.scaler.load_state_dict(state["scaler_state"])
             self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+            saved_world = state.get("world_size", 1)
+            if saved_world != self.dist.world_size and self.batch_in_epoch:
+                # Global batches depend on the number of processes: the saved position means nothing now.
+                logger.warning("resuming with %d processes instead of %d: epoch %d restarts from its first batch",
+                               self.dist.world_size, saved_world, self.epoch + 1)
+                self.batch_in_epoch = 0
             self.best_wer = state.get("best_wer")
             self.skipped_losses = state.get("skipped_losses", 0)
             self.skipped_gradients = state.get("skipped_gradients", 0)
@@ -206,6 +212,7 @@ class Trainer:
             "scheduler_state": self.scheduler.state_dict(),
             "scaler_state": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+            "world_size": self.dist.world_size,
             "best_wer": self.best_wer, "wer": wer, "cer": cer,
             "skipped_losses": self.skipped_losses, "skipped_gradients": self.skipped_gradients,
             "rng": rng_state(),

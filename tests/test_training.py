@@ -105,3 +105,15 @@ def test_augmentation_is_reproducible_per_epoch(speech_corpus, tmp_path):
 def test_unknown_precision_is_rejected(speech_corpus, tmp_path):
     with pytest.raises(ValueError, match="precision"):
         Trainer(config(speech_corpus, tmp_path / "p", precision="fp8"))
+
+
+def test_mid_epoch_resume_with_another_process_count_restarts_the_epoch(speech_corpus, tmp_path):
+    from deepspeech_pytorch.checkpoint import save_checkpoint
+
+    train(config(speech_corpus, tmp_path / "w", epochs=2, max_steps=1))
+    state = load_checkpoint(str(tmp_path / "w" / "last.pt"))
+    assert state["batch_in_epoch"] == 1 and state["world_size"] == 1
+    state["world_size"] = 4
+    save_checkpoint(str(tmp_path / "w" / "last.pt"), state)
+    trainer = Trainer(config(speech_corpus, tmp_path / "w", epochs=2))
+    assert (trainer.epoch, trainer.batch_in_epoch, trainer.step) == (0, 0, 1)
