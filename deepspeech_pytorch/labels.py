@@ -7,7 +7,7 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Iterable, List, Sequence
+from typing import Iterable, List
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,3 @@ class Alphabet:
     def decode(self, ids: Iterable[int]) -> str:
         """Text for label ids, skipping blanks (no CTC collapsing: see decoders)."""
         return "".join(self.labels[i] for i in ids if i != 0)
-
-    def check_compatible(self, other: Sequence[str], source: str) -> None:
-        if tuple(other) != self.labels:
-            raise ValueError(f"{source}: its alphabet {list(other)} differs from {list(self.labels)}")
