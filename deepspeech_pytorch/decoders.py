@@ -1,14 +1,38 @@
-"""CTC decoders: per-frame label scores -> text with word start/end times in seconds."""
+"""CTC decoders: per-frame label scores -> text with word start/end times in seconds.
+
+GreedyDecoder takes the best label per frame. BeamSearchDecoder runs flashlight-text's CTC beam
+search with an optional KenLM n-gram model, in one of two modes:
+
+- lexicon-free (no lexicon): any spelling can come out; the LM, if given, must be a character LM
+  (its words are the alphabet's labels, with `|` for the space), as `data/build_lm.py --unit char`
+  writes. flashlight scores an LM once per emitted label, so a word LM cannot serve here.
+- lexicon-constrained (`lexicon_path`): only words of the lexicon come out; the LM is a word LM
+  (or a character LM) and scores each word as it is completed.
+
+Without an LM the beam search still runs (flashlight's zero LM): a plain CTC prefix search, or a
+search restricted to the lexicon's words.
+"""
 
 from __future__ import annotations
 
+import copy
+import math
+import os
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
+import torch
 from torch import Tensor
 
 from deepspeech_pytorch.configs import DecoderConfig
 from deepspeech_pytorch.labels import Alphabet
+
+WORD_SEPARATOR = "|"  # the alphabet's space as flashlight, lexicons and character LMs spell it
+MAX_LM_ORDER = 6  # the KenLM inside flashlight-text reads n-gram models up to this order
+LOG10_TO_LN = math.log(10.0)  # KenLM scores are log10; acoustic scores are natural logs
+UNKNOWN_WORD = "<unk>"
+_PROBE = "<deepspeech-probe>"  # a word no model contains: its score is KenLM's unknown-word score
+_FORBIDDEN = -1.0e9  # log-probability of the labels the appended word-closing frame rules out
 
 
 @dataclass
@@ -22,7 +46,11 @@ class WordTiming:
 class Hypothesis:
     text: str
     words: List[WordTiming] = field(default_factory=list)
-    score: Optional[float] = None  # log-probability (greedy: sum of best-path frame scores)
+    score: Optional[float] = None  # greedy: sum of best-path frame log-probs; beam: search score (see below)
+
+
+class DecoderError(ValueError):
+    """A decoder that cannot be built as configured: a missing package, LM or lexicon file."""
 
 
 def words_from_frames(labels: Sequence[int], starts: Sequence[int], ends: Sequence[int], alphabet: Alphabet,
@@ -48,6 +76,24 @@ def words_from_frames(labels: Sequence[int], starts: Sequence[int], ends: Sequen
     return words
 
 
+def collapse_path(path: Sequence[int], blank: int = 0) -> Tuple[List[int], List[int], List[int]]:
+    """CTC collapse of a per-frame label path (merge repeats, drop blanks): the emitted labels with
+    each one's first and last frame (inclusive)."""
+    labels: List[int] = []
+    starts: List[int] = []
+    ends: List[int] = []
+    previous = blank
+    for frame, label in enumerate(path):
+        if label != blank and label == previous:
+            ends[-1] = frame
+        elif label != blank:
+            labels.append(label)
+            starts.append(frame)
+            ends.append(frame)
+        previous = label
+    return labels, starts, ends
+
+
 class GreedyDecoder:
     """Best path: argmax per frame, merge repeats, drop blanks."""
 
@@ -61,33 +107,239 @@ class GreedyDecoder:
         hypotheses = []
         for row in range(best.shape[0]):
             length = int(lengths[row])
-            path = best[row, :length].tolist()
-            labels: List[int] = []
-            starts: List[int] = []
-            ends: List[int] = []
-            previous = 0
-            for frame, label in enumerate(path):
-                if label != 0 and label == previous:
-                    ends[-1] = frame
-                elif label != 0:
-                    labels.append(label)
-                    starts.append(frame)
-                    ends.append(frame)
-                previous = label
+            labels, starts, ends = collapse_path(best[row, :length].tolist())
             text = " ".join(self.alphabet.decode(labels).split())
             words = words_from_frames(labels, starts, ends, self.alphabet, self.seconds_per_frame)
             hypotheses.append(Hypothesis(text, words, float(scores[row, :length].sum())))
         return hypotheses
 
+    def decode_n_best(self, log_probs: Tensor, lengths: Tensor) -> List[List[Hypothesis]]:
+        """BeamSearchDecoder's interface: alternatives per utterance, here just the one best path."""
+        return [[hypothesis] for hypothesis in self.decode(log_probs, lengths)]
 
-def build_decoder(config: Union[DecoderConfig, str], alphabet: Alphabet, seconds_per_frame: float) -> GreedyDecoder:
-    """The decoder a DecoderConfig (or just its type name) asks for."""
+
+def _flashlight() -> Tuple[Any, Any, Any]:
+    """flashlight-text's decoder module, Dictionary and KenLM, imported only when beam search is asked for."""
+    try:
+        from flashlight.lib.text import decoder
+        from flashlight.lib.text.decoder.kenlm import KenLM
+        from flashlight.lib.text.dictionary import Dictionary
+    except ImportError:
+        raise DecoderError("beam search needs flashlight-text: pip install 'deepspeech-pytorch[lm]' "
+                           "(or pip install flashlight-text)") from None
+    return decoder, Dictionary, KenLM
+
+
+def read_lexicon(path: str, alphabet: Alphabet) -> List[Tuple[str, List[str]]]:
+    """Read a lexicon: one `word<TAB>spelling` per line, the spelling's tokens separated by spaces and
+    `|` standing for the word separator (`cat<TAB>c a t |`). A missing trailing `|` is added; a word
+    may have several lines (spellings). Returns (word, tokens) pairs in file order."""
+    if not os.path.isfile(path):
+        raise DecoderError(f"lexicon not found: {path}")
+    known = {WORD_SEPARATOR if label == alphabet.space else label for label in alphabet.labels[1:]}
+    entries: List[Tuple[str, List[str]]] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n").split("\t") if "\t" in line else line.split(None, 1)
+            if len(parts) != 2 or not parts[0].strip() or not parts[1].split():
+                raise DecoderError(f"{path} line {number}: expected 'word<TAB>spelling', got {line.strip()!r}")
+            word, tokens = parts[0].strip(), parts[1].split()
+            unknown = sorted(set(tokens) - known)
+            if unknown:
+                raise DecoderError(f"{path} line {number}: spelling of {word!r} uses tokens outside the "
+                                   f"alphabet: {' '.join(unknown)}")
+            if tokens[-1] != WORD_SEPARATOR:
+                tokens.append(WORD_SEPARATOR)
+            if WORD_SEPARATOR in tokens[:-1] or len(tokens) < 2:
+                raise DecoderError(f"{path} line {number}: the spelling of {word!r} must be letters, "
+                                   f"optionally ended by '{WORD_SEPARATOR}'")
+            entries.append((word, tokens))
+    if not entries:
+        raise DecoderError(f"{path}: the lexicon is empty")
+    return entries
+
+
+class BeamSearchDecoder:
+    """CTC beam search with an optional KenLM n-gram model and lexicon, by flashlight-text.
+
+    A hypothesis scores  sum of frame log-probs + alpha * ln P_LM + beta * words  (P_LM from KenLM,
+    converted from log10 to natural log so alpha weighs it on the acoustic scale, as ctcdecode and
+    pyctcdecode do). beam_threshold drops hypotheses scoring that far below the best at a frame;
+    tokens_per_frame limits the labels tried per frame to the most probable ones.
+
+    log_probs are (batch, time, classes) log-softmax outputs, blank at index 0; the alphabet's space
+    separates words. Without a lexicon the LM must be a character LM (see the module docstring) and
+    beta is a bonus per word separator; with a lexicon it is a bonus per word.
+    """
+
+    def __init__(self, alphabet: Alphabet, seconds_per_frame: float, lm_path: Optional[str] = None,
+                 lexicon_path: Optional[str] = None, alpha: float = 0.5, beta: float = 1.0, beam_size: int = 100,
+                 beam_threshold: float = 25.0, tokens_per_frame: int = 29, n_best: int = 1):
+        if alphabet.space not in alphabet.labels:
+            raise DecoderError("beam search needs a word separator: the alphabet has no space label")
+        if beam_size < 1 or tokens_per_frame < 1 or n_best < 1:
+            raise DecoderError("beam_size, tokens_per_frame and n_best must be at least 1")
+        self.alphabet = alphabet
+        self.seconds_per_frame = seconds_per_frame
+        self.alpha, self.beta = float(alpha), float(beta)
+        self.beam_size, self.beam_threshold = int(beam_size), float(beam_threshold)
+        self.tokens_per_frame, self.n_best = int(tokens_per_frame), int(n_best)
+        self.lm_path, self.lexicon_path = lm_path, lexicon_path
+        self._fl, dictionary_class, self._kenlm = _flashlight()
+        self.space = alphabet.labels.index(alphabet.space)
+        tokens = [WORD_SEPARATOR if label == alphabet.space else label for label in alphabet.labels]
+        lexicon = read_lexicon(lexicon_path, alphabet) if lexicon_path else []
+        # A word's label in the search is its index in self.words; the LM's dictionary maps labels
+        # (or, for a character LM, token ids) to its vocabulary. Two extra entries, '|' and a probe
+        # no model contains, tell a character LM from a word LM (see _load_lm).
+        self.words: List[str] = list(dict.fromkeys(word for word, _ in lexicon))
+        if UNKNOWN_WORD not in self.words:
+            self.words.append(UNKNOWN_WORD)
+        self._unknown = self.words.index(UNKNOWN_WORD)
+        self.lm, self.token_lm = None, False
+        if lm_path:
+            if lexicon_path:
+                self.lm, self.token_lm = self._load_lm(lm_path, dictionary_class, self.words)
+            if not lexicon_path or self.token_lm:
+                self.lm, self.token_lm = self._load_lm(lm_path, dictionary_class, tokens)
+            if not lexicon_path and not self.token_lm:
+                raise DecoderError(f"{lm_path} is a word LM: lexicon-free search needs a character LM "
+                                   f"(data/build_lm.py --unit char); for a word LM give lm.lexicon_path "
+                                   f"(data/build_lm.py writes one beside the model)")
+        self.trie = self._build_trie(lexicon, tokens) if lexicon_path else None
+
+    def _load_lm(self, path: str, dictionary_class: Any, entries: List[str]) -> Tuple[Any, bool]:
+        """KenLM over `entries` and whether it is a character LM: one knows '|', while a word LM
+        built from normalised text never does, so there '|' scores as the unknown word."""
+        if not os.path.isfile(path):
+            raise DecoderError(f"language model not found: {path}")
+        probes = [entry for entry in (WORD_SEPARATOR, _PROBE) if entry not in entries]
+        try:
+            lm = self._kenlm(path, dictionary_class(list(entries) + probes))
+        except RuntimeError as error:
+            lines = str(error).strip().splitlines()
+            detail = lines[-1] if lines else type(error).__name__
+            if "max_order" in str(error) or "compiled" in str(error):
+                detail = f"its order is above {MAX_LM_ORDER}, the most flashlight-text's KenLM reads"
+            raise DecoderError(f"{path}: cannot load as a KenLM model (ARPA or binary): {detail}") from None
+        start = lm.start(False)
+        separator = lm.score(start, (list(entries) + probes).index(WORD_SEPARATOR))[1]
+        unknown = lm.score(start, len(entries) + len(probes) - 1)[1]
+        return lm, separator != unknown
+
+    def _build_trie(self, lexicon: List[Tuple[str, List[str]]], tokens: List[str]) -> Any:
+        """The lexicon's spellings as a trie over token ids; with a word LM each word carries its
+        unigram score, smeared to its prefixes so partial words already feel the LM."""
+        index = {token: i for i, token in enumerate(tokens)}
+        trie = self._fl.Trie(len(tokens), self.space)
+        start = self.lm.start(False) if self.lm is not None else None
+        labels = {word: i for i, word in enumerate(self.words)}
+        for word, spelling in lexicon:
+            label = labels[word]
+            score = self.lm.score(start, label)[1] if self.lm is not None and not self.token_lm else 0.0
+            trie.insert([index[token] for token in spelling], label, score)
+        trie.smear(self._fl.SmearingMode.MAX)
+        return trie
+
+    @property
+    def mode(self) -> str:
+        lm = "no LM" if self.lm is None else ("character LM" if self.token_lm else "word LM")
+        return f"{'lexicon' if self.trie is not None else 'lexicon-free'}, {lm}"
+
+    def with_weights(self, alpha: float, beta: float) -> "BeamSearchDecoder":
+        """A decoder sharing this one's LM and lexicon with other LM weight and word bonus (for tuning)."""
+        other = copy.copy(self)
+        other.alpha, other.beta = float(alpha), float(beta)
+        return other
+
+    def _search(self) -> Any:
+        """A fresh flashlight decoder (they keep per-utterance state), so decoding is thread-safe."""
+        fl = self._fl
+        lm = self.lm if self.lm is not None else fl.ZeroLM()
+        weight = self.alpha * LOG10_TO_LN
+        token_count = len(self.alphabet)
+        if self.trie is None:
+            options = fl.LexiconFreeDecoderOptions(
+                beam_size=self.beam_size, beam_size_token=min(self.tokens_per_frame, token_count),
+                beam_threshold=self.beam_threshold, lm_weight=weight, sil_score=self.beta, log_add=True,
+                criterion_type=fl.CriterionType.CTC)
+            return fl.LexiconFreeDecoder(options, lm, self.space, 0, [])
+        options = fl.LexiconDecoderOptions(
+            beam_size=self.beam_size, beam_size_token=min(self.tokens_per_frame, token_count),
+            beam_threshold=self.beam_threshold, lm_weight=weight, word_score=self.beta, unk_score=-math.inf,
+            sil_score=0.0, log_add=True, criterion_type=fl.CriterionType.CTC)
+        return fl.LexiconDecoder(options, self.trie, lm, self.space, 0, self._unknown, [], self.token_lm)
+
+    def decode(self, log_probs: Tensor, lengths: Tensor) -> List[Hypothesis]:
+        """log_probs: (batch, time, classes); lengths: (batch,) valid output frames. The best per utterance."""
+        return [alternatives[0] for alternatives in self.decode_n_best(log_probs, lengths)]
+
+    def decode_n_best(self, log_probs: Tensor, lengths: Tensor) -> List[List[Hypothesis]]:
+        """Up to n_best distinct transcripts per utterance, best first."""
+        if log_probs.dim() != 3 or log_probs.shape[-1] != len(self.alphabet):
+            raise ValueError(f"expected log-probabilities (batch, time, {len(self.alphabet)}), "
+                             f"got {tuple(log_probs.shape)}")
+        log_probs = log_probs.detach().to("cpu", torch.float32)
+        return [self.decode_one(log_probs[row, : int(lengths[row])]) for row in range(log_probs.shape[0])]
+
+    def decode_one(self, log_probs: Tensor) -> List[Hypothesis]:
+        """One utterance: log_probs (time, classes)."""
+        frames = log_probs.shape[0]
+        if frames == 0:
+            return [Hypothesis("", [], 0.0)]
+        emissions = log_probs.to(torch.float32)
+        if self.trie is not None:
+            # A lexicon word ends on '|', and a CTC model emits no space after the last word: one
+            # extra frame that can only be '|' lets the last word end there. It costs nothing.
+            closing = torch.full((1, emissions.shape[1]), _FORBIDDEN)
+            closing[0, self.space] = 0.0
+            emissions = torch.cat([emissions, closing])
+        emissions = emissions.contiguous()
+        results = self._search().decode(emissions.data_ptr(), emissions.shape[0], emissions.shape[1])
+        alternatives: List[Hypothesis] = []
+        seen = set()
+        for result in results:
+            hypothesis = self._hypothesis(result, frames)
+            if hypothesis.text in seen:
+                continue
+            seen.add(hypothesis.text)
+            alternatives.append(hypothesis)
+            if len(alternatives) == self.n_best:
+                break
+        return alternatives or [Hypothesis("", [], None)]
+
+    def _hypothesis(self, result: Any, frames: int) -> Hypothesis:
+        """flashlight's result lists a token (and a word label, or -1) per search step: step 0 is
+        the start, steps 1..T the frames, then the closing steps."""
+        path = list(result.tokens)[1: frames + 1]
+        labels, starts, ends = collapse_path(path)
+        words = words_from_frames(labels, starts, ends, self.alphabet, self.seconds_per_frame)
+        if self.trie is None:
+            text = " ".join(self.alphabet.decode(labels).split())
+        else:
+            spoken = [self.words[label] for label in result.words if label >= 0]
+            text = " ".join(spoken)
+            if len(spoken) == len(words):  # the lexicon's word, which may differ from its spelling
+                words = [WordTiming(word, timing.start, timing.end) for word, timing in zip(spoken, words)]
+        return Hypothesis(text, words, float(result.score))
+
+
+def build_decoder(config: Union[DecoderConfig, str], alphabet: Alphabet,
+                  seconds_per_frame: float) -> Union[GreedyDecoder, BeamSearchDecoder]:
+    """The decoder a DecoderConfig (or just its type name; "beam" alone: no LM) asks for."""
     kind = config if isinstance(config, str) else config.type
     if kind == "greedy":
         return GreedyDecoder(alphabet, seconds_per_frame)
-    raise ValueError(f"unknown decoder {kind!r}; available: greedy")
+    if kind == "beam":
+        config = DecoderConfig(type="beam") if isinstance(config, str) else config
+        return BeamSearchDecoder(alphabet, seconds_per_frame, lm_path=config.lm.path,
+                                 lexicon_path=config.lm.lexicon_path, alpha=config.lm.alpha, beta=config.lm.beta,
+                                 beam_size=config.beam_size, beam_threshold=config.beam_threshold,
+                                 tokens_per_frame=config.tokens_per_frame, n_best=config.n_best)
+    raise ValueError(f"unknown decoder {kind!r}; available: greedy, beam")
 
 
 def move_word_times(words: Sequence[WordTiming], offset: float) -> List[WordTiming]:
     return [WordTiming(w.word, w.start + offset, w.end + offset) for w in words]
-

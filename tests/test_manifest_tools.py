@@ -104,7 +104,7 @@ def test_verify_reports_every_problem_and_fails(tmp_path, capsys):
         json.dumps({"audio_filepath": "audio/good.wav", "text": "twice", "duration": 1.0}),
         json.dumps({"audio_filepath": "audio/rate.wav", "text": "wrong length", "duration": 1.5}),
         json.dumps({"audio_filepath": "audio/garbage.wav", "text": "noise", "duration": 1.0}),
-        json.dumps({"audio_filepath": "audio/good.wav", "text": "naïve 42", "duration": 1.0}),
+        json.dumps({"audio_filepath": "audio/good.wav", "text": "naïve 42 \u00a7", "duration": 1.0}),
         "{not json",
     ]
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -114,7 +114,7 @@ def test_verify_reports_every_problem_and_fails(tmp_path, capsys):
     assert "bad.jsonl line 3: " in out and "listed again (first at" in out
     assert "bad.jsonl line 4: manifest duration 1.500 s differs from the file's 2.000 s" in out
     assert "bad.jsonl line 5: " in out and "garbage.wav: cannot" in out
-    assert "bad.jsonl line 6: characters outside the alphabet: '24ï'" in out
+    assert "bad.jsonl line 6: characters outside the alphabet: '24§'" in out
     assert "bad.jsonl line 7: not valid JSON" in out
     numbers = [int(n) for n in re.findall(r"bad\.jsonl line (\d+): ", out)]
     assert numbers == sorted(numbers)  # problems come in manifest order

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, Generic, List, Optional, Sequence, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -36,7 +35,6 @@ class Job(Generic[Item]):
     item: Item
     group: str
     future: asyncio.Future
-    enqueued: float = field(default_factory=time.perf_counter)
     abandoned: bool = False  # the caller stopped waiting (timeout, disconnect): skip it
 
 
@@ -53,7 +51,6 @@ class DynamicBatcher(Generic[Item, Result]):
         self._queue: Optional[asyncio.Queue] = None
         self._task: Optional[asyncio.Task] = None
         self._executor: Optional[ThreadPoolExecutor] = None
-        self._in_flight: List[Job] = []
 
     @property
     def depth(self) -> int:
@@ -73,7 +70,8 @@ class DynamicBatcher(Generic[Item, Result]):
         self._task = asyncio.create_task(self._loop(), name="dynamic-batcher")
 
     async def stop(self) -> None:
-        """Finish the batch being run, refuse the jobs still waiting and release the inference thread."""
+        """Refuse the jobs still waiting (and the batch in flight, if any: uvicorn lets requests finish
+        before it shuts the app down) and wait for the inference thread to end."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -82,12 +80,10 @@ class DynamicBatcher(Generic[Item, Result]):
             except asyncio.CancelledError:
                 pass
         while self._queue is not None and not self._queue.empty():
-            job = self._queue.get_nowait()
-            if not job.future.done():
-                job.future.set_exception(Closed("the server is shutting down"))
+            self._settle(self._queue.get_nowait(), error=Closed("the server is shutting down"))
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+            executor, self._executor = self._executor, None
+            await asyncio.to_thread(executor.shutdown, True)
 
     async def submit(self, item: Item, group: str = "", timeout: Optional[float] = None) -> Result:
         """Queue `item` and wait for its result; QueueFull at once when the queue is full,
@@ -132,7 +128,6 @@ class DynamicBatcher(Generic[Item, Result]):
         groups: Dict[str, List[Job]] = {}
         for job in batch:
             groups.setdefault(job.group, []).append(job)
-        self._in_flight = batch
         try:
             for group, jobs in groups.items():
                 if self.on_batch is not None:
@@ -154,8 +149,6 @@ class DynamicBatcher(Generic[Item, Result]):
             for job in batch:
                 self._settle(job, error=Closed("the server is shutting down"))
             raise
-        finally:
-            self._in_flight = []
 
     async def _run_group(self, group: str, jobs: List[Job]) -> None:
         results = await asyncio.get_running_loop().run_in_executor(self._executor, self.run, group,
