@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up on a fresh Debian machine (Python 3.11): system packages, a virtual environment
-# in .venv, the CPU build of PyTorch, then this package with its server and development extras.
+# in .venv, the CPU build of PyTorch, then this package with its server, LM and development extras,
+# and KenLM's tools.
 # Safe to run again: every step is skipped or quick when already done.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,5 +21,6 @@ fi
 # torch first, pinned, so pip takes the CPU wheel instead of resolving a multi-GB CUDA build.
 # GPU users: install the torch build for their CUDA version here instead (see the README).
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.13.0}"
-.venv/bin/pip install -q -e ".[server,dev]"
+.venv/bin/pip install -q -e ".[server,dev,lm]"
+bash tools/build_kenlm.sh  # lmplz, build_binary and the kenlm module, built once and cached in .cache/kenlm
 echo "set-up done: $(.venv/bin/python -c 'import torch, deepspeech_pytorch; print("torch", torch.__version__)')"

@@ -152,7 +152,7 @@ class TrainConfig:
 
 @dataclass
 class LanguageModelConfig:
-    path: Optional[str] = None  # KenLM model, ARPA or binary
+    path: Optional[str] = None  # KenLM model (ARPA or binary): a word LM with lexicon_path, or a character LM without
     lexicon_path: Optional[str] = None  # word -> spelling list; given: lexicon-constrained search
     alpha: float = 0.5  # LM weight
     beta: float = 1.0  # word insertion bonus
