@@ -171,6 +171,7 @@ class Transcriber:
         for owner, offset, hypothesis in zip(owners, offsets, hypotheses):
             result = results[owner]
             result.text = " ".join(part for part in (result.text, hypothesis.text) if part)
-            if word_timings:
-                result.words.extend(move_word_times(hypothesis.words, offset))
+            if word_timings:  # the last frame can reach a little past the audio: clip to its end
+                result.words.extend(WordTiming(w.word, min(w.start, result.duration), min(w.end, result.duration))
+                                    for w in move_word_times(hypothesis.words, offset))
         return results
