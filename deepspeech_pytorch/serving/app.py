@@ -138,20 +138,22 @@ def build_router(settings: ServerConfig) -> APIRouter:
         decoder: Annotated[Optional[DecoderName], Query(description=f"default: {settings.decoder.type}; beam is "
                                                                     "offered only by servers with a language model")] = None,
     ) -> TranscriptionResponse:
-        service.check_capacity()
-        parts = await read_form({k.lower(): v for k, v in request.headers.items()}, request.stream(),
-                                settings.max_upload_bytes)
-        upload = pick_upload(parts)
-        options = _options(parts, word_timings, decoder, service.decoders)
-        received = time.perf_counter()
-        timeout = settings.request_timeout_seconds
-        try:
-            samples = await asyncio.wait_for(asyncio.to_thread(decode_upload, upload, service.sample_rate,
-                                                               settings.max_audio_seconds), timeout)
-        except asyncio.TimeoutError:
-            raise ApiError(504, "timeout", f"decoding the upload took longer than {timeout:g} s") from None
-        remaining = timeout - (time.perf_counter() - received)
-        result = await service.transcribe(samples, options["decoder"], max(remaining, 0.0))
+        with service.admit():
+            parts = await read_form({k.lower(): v for k, v in request.headers.items()}, request.stream(),
+                                    settings.max_upload_bytes)
+            upload = pick_upload(parts)
+            options = _options(parts, word_timings, decoder, service.decoders)
+            received = time.perf_counter()
+            timeout = settings.request_timeout_seconds
+            try:
+                samples = await asyncio.wait_for(asyncio.to_thread(decode_upload, upload, service.sample_rate,
+                                                                   settings.max_audio_seconds), timeout)
+            except asyncio.TimeoutError:
+                raise ApiError(504, "timeout", f"decoding the upload took longer than request_timeout_seconds="
+                                               f"{timeout:g}") from None
+            del parts, upload  # the samples are all that is needed from here on
+            remaining = timeout - (time.perf_counter() - received)
+            result = await service.transcribe(samples, options["decoder"], max(remaining, 0.0))
         service.metrics.audio_seconds.inc(result.duration)
         service.metrics.transcriptions.inc()
         words = [Word(word=w.word, start=round(w.start, 3), end=round(w.end, 3)) for w in result.words]
@@ -253,16 +255,18 @@ class RequestMetrics:
 
 def create_app(settings: ServerConfig, model: Optional[LoadedModel] = None) -> FastAPI:
     """The FastAPI app for `settings`. The model is loaded in the lifespan (at start-up, once) unless a
-    loaded one is given; the batcher runs from start-up to shutdown."""
+    loaded one is given (run_server loads it first, to fail fast); the batcher runs from start-up to shutdown."""
     check_settings(settings)
     metrics = Metrics()
+    # Given a model, the decoders are built here, so a setting they refuse stops run_server before the port opens.
+    prepared = TranscriptionService(settings, model, metrics) if model is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        loaded = model
-        if loaded is None:
+        service = prepared
+        if service is None:
             loaded = await asyncio.to_thread(load_model, settings.model_path, resolve_device(settings.device))
-        service = TranscriptionService(settings, loaded, metrics)
+            service = TranscriptionService(settings, loaded, metrics)
         await service.start()
         app.state.service = service
         try:

@@ -3,6 +3,10 @@
 One asyncio task takes the first waiting job, then keeps taking jobs until it has `max_batch_size`
 or `max_wait` seconds have passed, and runs the batch on a single inference thread so the event
 loop never blocks. The queue is bounded: a full queue is refused at once rather than served late.
+
+(Waiting only while admitted requests are still being received was tried and dropped: with clients
+that send again as soon as they are answered, the next requests arrive a few milliseconds apart,
+after the first has been admitted alone, and batches shrank from 5-7 to 2-4.)
 """
 
 from __future__ import annotations

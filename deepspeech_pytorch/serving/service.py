@@ -10,10 +10,12 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import Dict, List, Optional, Sequence, Union
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
+from deepspeech_pytorch.audio import AudioError
 from deepspeech_pytorch.configs import DecoderConfig, ServerConfig
 from deepspeech_pytorch.inference import LoadedModel, Transcriber, Transcription
 from deepspeech_pytorch.serving.batching import Closed, DynamicBatcher, QueueFull
@@ -65,6 +67,8 @@ class TranscriptionService:
             self._transcribe_batch, settings.max_batch_size, settings.max_batch_wait_ms / 1000.0, settings.max_queue,
             on_batch=self.metrics.batch_size.observe)
         self.metrics.queue_depth = lambda: float(self.batcher.depth)
+        self.active = 0  # requests admitted and not yet answered (the event loop is the only writer)
+        self.max_active = settings.max_queue + settings.max_batch_size
 
     @property
     def sample_rate(self) -> int:
@@ -87,10 +91,18 @@ class TranscriptionService:
         """Runs on the inference thread: one call, batched forward passes."""
         return self.transcribers[decoder].transcribe_many(list(waveforms), word_timings=True)
 
-    def check_capacity(self) -> None:
-        """503 before the upload is read when the queue is already full."""
-        if self.batcher.full():
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold one of the server's request places from before the upload is read to the answer, or
+        refuse at once (503). Places: max_queue waiting plus max_batch_size in the forward pass, so
+        memory stays bounded by about that many uploads whatever the number of connections."""
+        if self.active >= self.max_active or self.batcher.full():
             raise self._overloaded()
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
 
     def _overloaded(self) -> ApiError:
         # A rough wait: the queue drains a batch per forward pass.
@@ -98,7 +110,8 @@ class TranscriptionService:
                                            "retry shortly", {"Retry-After": "1"})
 
     async def transcribe(self, samples: np.ndarray, decoder: Optional[str], timeout: float) -> Transcription:
-        """Transcribe mono samples at the model's rate with `decoder` (None: the default), within `timeout` seconds."""
+        """Transcribe mono samples at the model's rate with `decoder` (None: the default), within `timeout`
+        seconds (what is left of the request's request_timeout_seconds)."""
         name = decoder or self.default_decoder
         if name not in self.transcribers:
             raise ApiError(422, "invalid_parameter", f"decoder {name!r} is not offered by this server; "
@@ -106,11 +119,14 @@ class TranscriptionService:
         started = time.perf_counter()
         try:
             return await self.batcher.submit(samples, name, timeout=timeout)
+        except AudioError as error:  # the inference API's own checks, should the upload checks miss one
+            raise ApiError(422, "invalid_audio", str(error)) from None
         except QueueFull:
             raise self._overloaded() from None
         except Closed as error:
             raise ApiError(503, "not_ready", str(error), {"Retry-After": "1"}) from None
         except asyncio.TimeoutError:
-            raise ApiError(504, "timeout", f"the transcription did not finish within {timeout:.3g} s "
-                                           f"(waited {time.perf_counter() - started:.3g} s); retry later or send "
-                                           "shorter audio") from None
+            raise ApiError(504, "timeout", f"the transcription did not finish within request_timeout_seconds="
+                                           f"{self.settings.request_timeout_seconds:g} (it waited "
+                                           f"{time.perf_counter() - started:.3g} s for the model); retry later or "
+                                           "send shorter audio") from None

@@ -234,4 +234,8 @@ def decode_upload(part: Part, sample_rate: int, max_seconds: float) -> np.ndarra
         raise ApiError(422, "invalid_audio", f"the uploaded file{_named(part)} contains NaN or infinite samples")
     # The same steps as audio.load_audio, so the server hears exactly what transcribe.py hears.
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    return resample(mono, rate, sample_rate)
+    resampled = resample(mono, rate, sample_rate)
+    if len(resampled) == 0:
+        raise ApiError(422, "invalid_audio", f"the uploaded file{_named(part)} is too short: {len(samples)} samples at "
+                                             f"{rate} Hz are none at {sample_rate} Hz")
+    return resampled
