@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from deepspeech_pytorch.audio import SAMPLE_RATE, AudioError, load_audio, resample, write_audio

@@ -15,8 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from deepspeech_pytorch.corpora import CorpusError
 from deepspeech_pytorch.corpora.archive import fetch_and_extract
-from deepspeech_pytorch.corpora.convert import (DurationLimits, Layout, Utterance, convert_utterances,
-                                                normalize_transcript, write_corpus_manifest)
+from deepspeech_pytorch.corpora.convert import DurationLimits, Layout, convert_splits
 from deepspeech_pytorch.corpora.download import Checksum
 from deepspeech_pytorch.labels import Alphabet
 
@@ -92,13 +91,4 @@ def prepare(target_dir: str, splits: Sequence[str] = SPLITS, base_url: str = BAS
     layout = Layout(target_dir, "an4")
     fetch_and_extract(f"{base_url.rstrip('/')}/{ARCHIVE}", layout.downloads, layout.raw, checksum, progress)
     listed = {split: read_split(os.path.join(layout.raw, "an4"), split) for split in splits}  # all checked first
-    manifests = {}
-    for split, items in listed.items():
-        utterances = []
-        for utterance_id, audio, raw_text in items:
-            text = normalize_transcript(alphabet, raw_text, utterance_id)
-            if text:
-                utterances.append(Utterance(audio, layout.wav(split, utterance_id), text, utterance_id))
-        entries = convert_utterances(utterances, limits, workers, f"an4 {split}", progress)
-        manifests[split] = write_corpus_manifest(layout.manifest(split), entries, limits)
-    return manifests
+    return convert_splits(listed, layout, alphabet, limits, workers, "an4", progress)

@@ -16,8 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from deepspeech_pytorch.corpora import CorpusError
 from deepspeech_pytorch.corpora.archive import extract_once, fetch_and_extract, is_extracted
-from deepspeech_pytorch.corpora.convert import (DurationLimits, Layout, Utterance, convert_utterances,
-                                                normalize_transcript, write_corpus_manifest)
+from deepspeech_pytorch.corpora.convert import DurationLimits, Layout, convert_splits
 from deepspeech_pytorch.corpora.download import Checksum, is_url, url_filename
 from deepspeech_pytorch.labels import Alphabet
 
@@ -110,13 +109,4 @@ def prepare(target_dir: str, source: str, language: Optional[str] = None, splits
     language = os.path.basename(os.path.normpath(language_dir))
     layout = Layout(target_dir, f"common_voice_{language}")
     listed = {split: read_split(language_dir, split) for split in splits}  # every TSV read before any conversion
-    manifests = {}
-    for split, items in listed.items():
-        utterances = []
-        for utterance_id, audio, raw_text in items:
-            text = normalize_transcript(alphabet, raw_text, utterance_id)
-            if text:
-                utterances.append(Utterance(audio, layout.wav(split, utterance_id), text, utterance_id))
-        entries = convert_utterances(utterances, limits, workers, f"common voice {language} {split}", progress)
-        manifests[split] = write_corpus_manifest(layout.manifest(split), entries, limits)
-    return manifests
+    return convert_splits(listed, layout, alphabet, limits, workers, f"common voice {language}", progress)

@@ -189,3 +189,22 @@ def write_corpus_manifest(path: str, entries: Sequence[ManifestEntry],
     stats = summarize(kept)
     logger.info("wrote %s: %d utterances, %.3f hours", path, stats["utterances"], stats["hours"])
     return path
+
+
+def convert_splits(listed: Dict[str, Sequence[Tuple[str, str, str]]], layout: Layout, alphabet: Alphabet,
+                   limits: DurationLimits, workers: int, label: str, progress: bool) -> Dict[str, str]:
+    """Normalise, convert and write a manifest for each split of (utterance_id, audio, raw text) items.
+
+    Every split is listed before any is converted, so a bad transcript list stops the run before
+    anything is written. Returns split -> manifest path.
+    """
+    manifests = {}
+    for split, items in listed.items():
+        utterances = []
+        for utterance_id, audio, raw_text in items:
+            text = normalize_transcript(alphabet, raw_text, utterance_id)
+            if text:
+                utterances.append(Utterance(audio, layout.wav(split, utterance_id), text, utterance_id))
+        entries = convert_utterances(utterances, limits, workers, f"{label} {split}", progress)
+        manifests[split] = write_corpus_manifest(layout.manifest(split), entries, limits)
+    return manifests

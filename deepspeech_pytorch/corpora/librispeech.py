@@ -13,8 +13,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from deepspeech_pytorch.corpora import CorpusError
 from deepspeech_pytorch.corpora.archive import fetch_and_extract
-from deepspeech_pytorch.corpora.convert import (DurationLimits, Layout, Utterance, convert_utterances,
-                                                normalize_transcript, write_corpus_manifest)
+from deepspeech_pytorch.corpora.convert import DurationLimits, Layout, convert_splits
 from deepspeech_pytorch.corpora.download import Checksum
 from deepspeech_pytorch.labels import Alphabet
 
@@ -82,13 +81,4 @@ def prepare(target_dir: str, subsets: Sequence[str] = SUBSETS, base_url: str = B
             logger.warning("no checksum known for %s; it will not be verified", name)
         fetch_and_extract(f"{base_url.rstrip('/')}/{name}", layout.downloads, layout.raw, checksum, progress)
     listed = {subset: read_subset(os.path.join(layout.raw, "LibriSpeech", subset)) for subset in subsets}
-    manifests = {}
-    for subset, items in listed.items():
-        utterances = []
-        for utterance_id, audio, raw_text in items:
-            text = normalize_transcript(alphabet, raw_text, utterance_id)
-            if text:
-                utterances.append(Utterance(audio, layout.wav(subset, utterance_id), text, utterance_id))
-        entries = convert_utterances(utterances, limits, workers, f"librispeech {subset}", progress)
-        manifests[subset] = write_corpus_manifest(layout.manifest(subset), entries, limits)
-    return manifests
+    return convert_splits(listed, layout, alphabet, limits, workers, "librispeech", progress)
