@@ -41,7 +41,8 @@ class ManifestEntry:
     utterance_id: str = ""
 
 
-def _resolve(path: str, base: str) -> str:
+def resolve_path(path: str, base: str) -> str:
+    """A manifest's path: `~` expanded, relative paths taken from `base` (the manifest's folder)."""
     path = os.path.expanduser(path)
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
 
@@ -78,14 +79,14 @@ def _read_csv(path: str, lines: List[str]) -> List[ManifestEntry]:
         fields = [part.strip() for part in line.rstrip("\n").split(",")]
         if len(fields) != 2 or not all(fields):
             raise ManifestError(f"{where}: expected 'wav_path,txt_path', got {line.strip()!r}")
-        audio_path, transcript_path = (_resolve(field, base) for field in fields)
+        audio_path, transcript_path = (resolve_path(field, base) for field in fields)
         entries.append(_entry(audio_path, _read_transcript(transcript_path, where), None, where))
     return entries
 
 
 def _read_v3_json(path: str, document: dict) -> List[ManifestEntry]:
     base = os.path.dirname(os.path.abspath(path))
-    root = _resolve(document.get("root_path") or ".", base)
+    root = resolve_path(document.get("root_path") or ".", base)
     samples = document.get("samples")
     if not isinstance(samples, list):
         raise ManifestError(f"{path}: 'samples' must be a list")
@@ -94,8 +95,8 @@ def _read_v3_json(path: str, document: dict) -> List[ManifestEntry]:
         where = f"{path} sample {number}"
         if not isinstance(sample, dict) or "wav_path" not in sample or "transcript_path" not in sample:
             raise ManifestError(f"{where}: expected an object with 'wav_path' and 'transcript_path'")
-        audio_path = _resolve(sample["wav_path"], root)
-        text = _read_transcript(_resolve(sample["transcript_path"], root), where)
+        audio_path = resolve_path(sample["wav_path"], root)
+        text = _read_transcript(resolve_path(sample["transcript_path"], root), where)
         entries.append(_entry(audio_path, text, None, where))
     return entries
 
@@ -115,7 +116,7 @@ def _read_json_lines(path: str, lines: List[str]) -> List[ManifestEntry]:
             raise ManifestError(f"{where}: expected an object with 'audio_filepath' and 'text'")
         if not isinstance(record["text"], str):
             raise ManifestError(f"{where}: 'text' must be a string")
-        entries.append(_entry(_resolve(str(record["audio_filepath"]), base), record["text"], record.get("duration"), where))
+        entries.append(_entry(resolve_path(str(record["audio_filepath"]), base), record["text"], record.get("duration"), where))
     return entries
 
 

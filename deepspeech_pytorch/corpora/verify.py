@@ -19,7 +19,7 @@ from typing import List, Optional, Tuple
 from tqdm import tqdm
 
 from deepspeech_pytorch.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
-from deepspeech_pytorch.datasets import ManifestError, read_manifest
+from deepspeech_pytorch.datasets import ManifestError, read_manifest, resolve_path
 from deepspeech_pytorch.labels import Alphabet, TranscriptError
 
 logger = logging.getLogger(__name__)
@@ -84,8 +84,7 @@ def _records(path: str, problems: List[str]) -> List[_Record]:
                 or not isinstance(record.get("text"), str):
             problems.append(f"{where}: expected an object with string 'audio_filepath' and 'text'")
             continue
-        audio_path = os.path.expanduser(record["audio_filepath"])
-        audio_path = audio_path if os.path.isabs(audio_path) else os.path.normpath(os.path.join(base, audio_path))
+        audio_path = resolve_path(record["audio_filepath"], base)
         duration = record.get("duration")
         if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
                                      or not math.isfinite(duration) or duration <= 0):
