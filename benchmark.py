@@ -1,6 +1,7 @@
 """Speed figures as JSON.
 
 python benchmark.py preset=ds2_original batch_size=8 seconds=5          # training step ms and inference RTF
+python benchmark.py bundled=true                                         # the same for the bundled model
 python benchmark.py mode=throughput batch_sizes=[1,4,16] precisions=[fp32,bf16]
 torchrun --nproc_per_node=2 benchmark.py mode=throughput                 # the same under DDP
 """
@@ -25,7 +26,8 @@ def main(c) -> None:
             print(format_table(rows), flush=True)
             print(json.dumps(rows))
     elif c.mode == "speed":
-        print(json.dumps(benchmark(c.preset, c.batch_size, c.seconds, c.device, c.warmup, c.repeats)))
+        print(json.dumps(benchmark(c.preset, c.batch_size, c.seconds, c.device, c.warmup, c.repeats,
+                                   model_path=c.model_path, bundled=c.bundled)))
     else:
         raise ValueError(f"unknown mode {c.mode!r}; choose speed or throughput")
 

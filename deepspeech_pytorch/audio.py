@@ -17,6 +17,7 @@ import soxr
 SAMPLE_RATE = 16000  # Hz, the rate every model in this project is trained at
 
 AudioSource = Union[str, os.PathLike, bytes, BinaryIO]
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")  # what folder listings pick up
 
 
 class AudioError(ValueError):
@@ -76,3 +77,9 @@ def write_audio(path: Union[str, os.PathLike], samples: np.ndarray, sample_rate:
     """Write mono float samples; WAV and FLAC as 16-bit PCM, other formats by their default."""
     subtype = "PCM_16" if str(path).lower().endswith((".wav", ".flac")) else None
     sf.write(str(path), np.clip(samples, -1.0, 1.0), sample_rate, subtype=subtype)
+
+
+def audio_files_in(folder: Union[str, os.PathLike]) -> list:
+    """Audio files directly inside `folder`, sorted by name."""
+    return [os.path.join(folder, name) for name in sorted(os.listdir(folder))
+            if name.lower().endswith(AUDIO_EXTENSIONS) and os.path.isfile(os.path.join(folder, name))]

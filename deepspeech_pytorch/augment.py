@@ -15,12 +15,11 @@ from typing import List, Sequence
 import numpy as np
 from torch import Tensor
 
-from deepspeech_pytorch.audio import SAMPLE_RATE, AudioError, load_audio, resample, write_audio
+from deepspeech_pytorch.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio, resample, write_audio
 from deepspeech_pytorch.configs import AugmentConfig, NoiseAugmentConfig, PerturbConfig, SpecAugmentConfig
 
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 NOISE_CACHE_CLIPS = 64  # decoded noise clips kept per worker
 
 

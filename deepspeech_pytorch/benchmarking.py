@@ -6,11 +6,12 @@ Random weights and noise inputs: speed does not depend on what the model has lea
 
 from __future__ import annotations
 
+import copy
 import resource
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from deepspeech_pytorch.configs import PRESETS, FeatureConfig
 from deepspeech_pytorch.distributed import DistributedInfo, all_reduce_sum, init_distributed
 from deepspeech_pytorch.features import spectrogram
-from deepspeech_pytorch.inference import LoadedModel, Transcriber, resolve_device
+from deepspeech_pytorch.inference import LoadedModel, Transcriber, load_model, resolve_device
 from deepspeech_pytorch.labels import Alphabet
 from deepspeech_pytorch.model import DeepSpeech2, count_parameters
 
@@ -48,9 +49,9 @@ def _model(preset: str, device: torch.device) -> DeepSpeech2:
     return DeepSpeech2(PRESETS[preset], FeatureConfig().num_features, len(Alphabet())).to(device)
 
 
-def _noise(batch_size: int, seconds: float, seed: int) -> List[np.ndarray]:
+def _noise(batch_size: int, seconds: float, seed: int, sample_rate: int = FeatureConfig().sample_rate) -> List[np.ndarray]:
     rng = np.random.default_rng(seed)
-    samples = int(seconds * FeatureConfig().sample_rate)
+    samples = int(seconds * sample_rate)
     return [(0.1 * rng.standard_normal(samples)).astype(np.float32) for _ in range(batch_size)]
 
 
@@ -58,8 +59,8 @@ class _TrainingStep:
     """One forward + backward + optimiser step on a fixed random batch."""
 
     def __init__(self, model: torch.nn.Module, batch_size: int, seconds: float, device: torch.device,
-                 precision: str = "fp32", seed: int = 0):
-        features = FeatureConfig()
+                 precision: str = "fp32", seed: int = 0, features: Optional[FeatureConfig] = None):
+        features = features or FeatureConfig()
         waveforms = torch.from_numpy(np.stack(_noise(batch_size, seconds, seed))).to(device)
         lengths = torch.full((batch_size,), waveforms.shape[1], device=device)
         self.features, self.lengths = spectrogram(waveforms, lengths, features)
@@ -85,20 +86,27 @@ class _TrainingStep:
 
 
 def benchmark(preset: str = "ds2_small", batch_size: int = 8, seconds: float = 5.0, device: str = "auto",
-              warmup: int = 2, repeats: int = 5, seed: int = 0) -> Dict[str, Any]:
-    """Median training step (forward + backward + optimiser step) and inference RTF (waveform -> text)."""
+              warmup: int = 2, repeats: int = 5, seed: int = 0, model_path: Optional[str] = None,
+              bundled: bool = False) -> Dict[str, Any]:
+    """Median training step (forward + backward + optimiser step) and inference RTF (waveform -> text)
+    of a preset with random weights, or of a checkpoint (`model_path`, or `bundled`: the default model)
+    with its own features."""
     torch.manual_seed(seed)
     target_device = resolve_device(device)
-    model = _model(preset, target_device)
-    train_times = _timed(_TrainingStep(model, batch_size, seconds, target_device, seed=seed), target_device,
-                         warmup, repeats)
-    waveforms = _noise(batch_size, seconds, seed)
-    transcriber = Transcriber(LoadedModel(model.eval(), Alphabet(), FeatureConfig(), preset), batch_size=batch_size,
+    if model_path is not None or bundled:
+        loaded = load_model(model_path, target_device)
+        model, features, name, alphabet = loaded.model, loaded.features, loaded.name, loaded.alphabet
+    else:
+        model, features, name, alphabet = _model(preset, target_device), FeatureConfig(), preset, Alphabet()
+    train_times = _timed(_TrainingStep(copy.deepcopy(model), batch_size, seconds, target_device, seed=seed,
+                                       features=features), target_device, warmup, repeats)
+    waveforms = _noise(batch_size, seconds, seed, features.sample_rate)
+    transcriber = Transcriber(LoadedModel(model.eval(), alphabet, features, name), batch_size=batch_size,
                               device=target_device)
     infer_times = _timed(lambda: transcriber.transcribe_many(waveforms), target_device, warmup, repeats)
     infer_median = statistics.median(infer_times)
     return {
-        "preset": preset,
+        "model": name,
         "parameters": count_parameters(model),
         "device": str(target_device),
         "threads": torch.get_num_threads(),

@@ -7,11 +7,12 @@ import json
 import logging
 import os
 import sys
+import time
 from typing import Any, Callable, List
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from deepspeech_pytorch.audio import AudioError
+from deepspeech_pytorch.audio import AUDIO_EXTENSIONS, AudioError, audio_files_in
 from deepspeech_pytorch.checkpoint import CheckpointError
 from deepspeech_pytorch.datasets import ManifestError
 from deepspeech_pytorch.labels import TranscriptError
@@ -86,29 +87,52 @@ def run_eval(config: DictConfig) -> Any:
 
 
 def audio_paths(value: Any) -> List[str]:
-    if isinstance(value, (list, tuple, ListConfig)):
-        return [str(v) for v in value]
-    return [str(value)]
+    """One path or a list of them; a folder stands for the audio files directly inside it."""
+    paths = [str(v) for v in value] if isinstance(value, (list, tuple, ListConfig)) else [str(value)]
+    expanded: List[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = audio_files_in(path)
+            if not found:
+                raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in the folder {path}")
+            expanded.extend(found)
+        else:
+            expanded.append(path)
+    return expanded
 
 
 @reports_user_errors
 def run_transcribe(config: DictConfig) -> int:
-    """Print one JSON line per file; a bad file is reported and the others still transcribed."""
+    """Print one JSON line per file, and a timing summary on stderr; a bad file is reported and the
+    others still transcribed."""
     setup_logging(logging.WARNING)
+    paths = audio_paths(config.audio_path)  # a bad folder fails before the model loads
+    started = time.perf_counter()
     transcriber = _transcriber(config, config.batch_size)
+    load_seconds = time.perf_counter() - started
     info = transcriber.loaded.info
-    failures = 0
-    for path in audio_paths(config.audio_path):
+    decoder = type(transcriber.decoder).__name__
+    failures, audio_seconds, compute_seconds = 0, 0.0, 0.0
+    for path in paths:
+        began = time.perf_counter()
         try:
             result = transcriber.transcribe(path, word_timings=config.word_timings)
         except AudioError as error:
             failures += 1
             print(f"error: {error}", file=sys.stderr)
             continue
+        seconds = time.perf_counter() - began
+        audio_seconds += result.duration
+        compute_seconds += seconds
         record = {"audio_path": path, "transcript": result.text, "duration": round(result.duration, 3),
+                  "seconds": round(seconds, 3), "rtf": round(seconds / max(result.duration, 1e-9), 4),
                   "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in result.words],
                   "model": info}
         print(json.dumps(record), flush=True)
+    if audio_seconds > 0:
+        print(f"{info['name']} ({info['architecture']}, {decoder}): {audio_seconds:.1f} s of audio in "
+              f"{compute_seconds:.2f} s (RTF {compute_seconds / audio_seconds:.3f}); model loaded in "
+              f"{load_seconds:.2f} s", file=sys.stderr)
     if failures:
         sys.exit(1)
     return 0

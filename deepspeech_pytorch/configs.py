@@ -52,6 +52,9 @@ PRESETS = {
     "ds2_small": ModelConfig(rnn_type="gru", hidden_size=512, hidden_layers=3, bidirectional=True),
     # The original deepspeech.pytorch default: 5 x bi-LSTM 1024 (about 86.6 M parameters).
     "ds2_original": ModelConfig(rnn_type="lstm", hidden_size=1024, hidden_layers=5, bidirectional=True),
+    # The bundled default model: 4 x bi-GRU 320 over 64 log-mel bins, sized so CPU training is
+    # feasible and CPU inference runs about 100x faster than real time.
+    "ds2_cpu": ModelConfig(rnn_type="gru", hidden_size=320, hidden_layers=4, bidirectional=True, conv_channels=16),
     # A few-hundred-thousand-parameter model for tests and quick experiments.
     "ds2_tiny": ModelConfig(rnn_type="gru", hidden_size=128, hidden_layers=2, bidirectional=True, conv_channels=16),
 }
@@ -154,8 +157,9 @@ class TrainConfig:
 class LanguageModelConfig:
     path: Optional[str] = None  # KenLM model (ARPA or binary): a word LM with lexicon_path, or a character LM without
     lexicon_path: Optional[str] = None  # word -> spelling list; given: lexicon-constrained search
-    alpha: float = 0.5  # LM weight
-    beta: float = 1.0  # word insertion bonus
+    # null: the values tuned for the model's own LM (see inference.load_model), else 0.5 and 1.0
+    alpha: Optional[float] = None  # LM weight
+    beta: Optional[float] = None  # word insertion bonus
 
 
 @dataclass
@@ -195,7 +199,9 @@ class TranscribeConfig:
 @dataclass
 class BenchmarkConfig:
     mode: str = "speed"  # speed: step time and RTF at one batch size | throughput: a table over batch sizes
-    preset: str = "ds2_small"
+    preset: str = "ds2_small"  # random weights of this preset...
+    model_path: Optional[str] = None  # ...or this checkpoint (speed mode)
+    bundled: bool = False  # ...or the bundled default model (speed mode)
     batch_size: int = 8
     seconds: float = 5.0  # length of each input
     device: str = "auto"

@@ -161,6 +161,10 @@ def read_lexicon(path: str, alphabet: Alphabet) -> List[Tuple[str, List[str]]]:
     return entries
 
 
+DEFAULT_ALPHA = 0.5  # LM weight when neither the user nor the model's LM settings give one
+DEFAULT_BETA = 1.0  # word bonus, likewise
+
+
 class BeamSearchDecoder:
     """CTC beam search with an optional KenLM n-gram model and lexicon, by flashlight-text.
 
@@ -177,7 +181,8 @@ class BeamSearchDecoder:
     """
 
     def __init__(self, alphabet: Alphabet, seconds_per_frame: float, lm_path: Optional[str] = None,
-                 lexicon_path: Optional[str] = None, alpha: float = 0.5, beta: float = 1.0, beam_size: int = 100,
+                 lexicon_path: Optional[str] = None, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
+                 beam_size: int = 100,
                  beam_threshold: float = 25.0, tokens_per_frame: int = 29, n_best: int = 1):
         if alphabet.space not in alphabet.labels:
             raise DecoderError("beam search needs a word separator: the alphabet has no space label")
@@ -334,8 +339,10 @@ def build_decoder(config: Union[DecoderConfig, str], alphabet: Alphabet,
         return GreedyDecoder(alphabet, seconds_per_frame)
     if kind == "beam":
         config = DecoderConfig(type="beam") if isinstance(config, str) else config
+        alpha = DEFAULT_ALPHA if config.lm.alpha is None else config.lm.alpha
+        beta = DEFAULT_BETA if config.lm.beta is None else config.lm.beta
         return BeamSearchDecoder(alphabet, seconds_per_frame, lm_path=config.lm.path,
-                                 lexicon_path=config.lm.lexicon_path, alpha=config.lm.alpha, beta=config.lm.beta,
+                                 lexicon_path=config.lm.lexicon_path, alpha=alpha, beta=beta,
                                  beam_size=config.beam_size, beam_threshold=config.beam_threshold,
                                  tokens_per_frame=config.tokens_per_frame, n_best=config.n_best)
     raise ValueError(f"unknown decoder {kind!r}; available: greedy, beam")

@@ -3,9 +3,10 @@ training-time validation and the server alike, so there is a single audio -> tex
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -14,7 +15,7 @@ from torch import Tensor
 
 from deepspeech_pytorch.audio import AudioError, AudioSource, load_audio
 from deepspeech_pytorch.checkpoint import CheckpointError, build_model, load_checkpoint
-from deepspeech_pytorch.configs import DecoderConfig, FeatureConfig
+from deepspeech_pytorch.configs import DecoderConfig, FeatureConfig, LanguageModelConfig
 from deepspeech_pytorch.decoders import Hypothesis, WordTiming, build_decoder, move_word_times
 from deepspeech_pytorch.features import seconds_per_frame, spectrogram
 from deepspeech_pytorch.labels import Alphabet
@@ -42,6 +43,7 @@ class LoadedModel:
     features: FeatureConfig
     name: str
     path: Optional[str] = None
+    language_model: Optional[LanguageModelConfig] = None  # the LM shipped beside the checkpoint, if any
 
     @property
     def info(self) -> Dict[str, Any]:
@@ -56,9 +58,38 @@ class LoadedModel:
         }
 
 
+PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")
+LM_SETTINGS_SUFFIX = ".lm.json"  # model.pt may ship model.lm.json: its KenLM, lexicon and tuned alpha/beta
+
+
 def default_model_path() -> str:
     """The bundled model inside the package."""
-    return os.path.join(os.path.dirname(__file__), "pretrained", "default.pt")
+    return os.path.join(PRETRAINED_DIR, "default.pt")
+
+
+def ships_language_model(checkpoint_path: str) -> bool:
+    return os.path.isfile(os.path.splitext(checkpoint_path)[0] + LM_SETTINGS_SUFFIX)
+
+
+def read_lm_settings(checkpoint_path: str) -> Optional[LanguageModelConfig]:
+    """The language model shipped beside a checkpoint (`<stem>.lm.json`, paths relative to it), or None."""
+    if not ships_language_model(checkpoint_path):
+        return None
+    settings_path = os.path.splitext(checkpoint_path)[0] + LM_SETTINGS_SUFFIX
+    try:
+        with open(settings_path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+        folder = os.path.dirname(os.path.abspath(settings_path))
+        settings = LanguageModelConfig(
+            path=os.path.join(folder, raw["path"]),
+            lexicon_path=os.path.join(folder, raw["lexicon_path"]) if raw.get("lexicon_path") else None,
+            alpha=float(raw["alpha"]), beta=float(raw["beta"]))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{settings_path}: unreadable language-model settings ({error})") from error
+    for file in (settings.path, settings.lexicon_path):
+        if file is not None and not os.path.isfile(file):
+            raise CheckpointError(f"{settings_path} names {file}, which does not exist")
+    return settings
 
 
 def load_model(path: Optional[str] = None, device: Union[str, torch.device] = "cpu") -> LoadedModel:
@@ -71,7 +102,23 @@ def load_model(path: Optional[str] = None, device: Union[str, torch.device] = "c
     model, alphabet, features = build_model(state, path)
     model.to(resolve_device(device)).eval()
     name = state.get("name") or os.path.splitext(os.path.basename(path))[0]
-    return LoadedModel(model, alphabet, features, name, path)
+    return LoadedModel(model, alphabet, features, name, path, read_lm_settings(path))
+
+
+def with_model_lm(decoder: Union[DecoderConfig, str], loaded: LoadedModel) -> Union[DecoderConfig, str]:
+    """Beam search without an LM path uses the model's own LM; alpha/beta left unset take its tuned values."""
+    if loaded.language_model is None:
+        return decoder
+    if isinstance(decoder, str):
+        if decoder != "beam":
+            return decoder
+        decoder = DecoderConfig(type="beam")
+    if decoder.type != "beam" or decoder.lm.path is not None:
+        return decoder
+    own = loaded.language_model
+    lm = replace(own, alpha=own.alpha if decoder.lm.alpha is None else decoder.lm.alpha,
+                 beta=own.beta if decoder.lm.beta is None else decoder.lm.beta)
+    return replace(decoder, lm=lm)
 
 
 @dataclass
@@ -117,7 +164,7 @@ class Transcriber:
         self.chunk_seconds = chunk_seconds
         self.batch_size = batch_size
         frame_seconds = seconds_per_frame(loaded.features) * loaded.model.time_stride
-        self.decoder = build_decoder(decoder, loaded.alphabet, frame_seconds)
+        self.decoder = build_decoder(with_model_lm(decoder, loaded), loaded.alphabet, frame_seconds)
 
     @property
     def sample_rate(self) -> int:

@@ -39,6 +39,7 @@ DEFAULT_ENGINE_WEIGHTS = {"espeak-ng": 0.5, "flite": 0.3, "festival": 0.2}  # sh
 # Held-out speakers are drawn from engines with at least this many voices, so the few real-speaker
 # diphone voices (flite, festival) all stay in training; with no such engine, from every voice.
 MIN_VOICES_TO_HOLD_OUT = 10
+TRAINING_TEXT = "train_text.txt"  # the training sentence pool, for language models
 PLAN_VERSION = 1  # part of every file name: bump it when rendering changes so old audio is not reused
 FILES_PER_FOLDER = 1000
 KEEP_SILENCE = (0.1, 0.2)  # seconds of leading/trailing silence kept, drawn per utterance
@@ -242,6 +243,16 @@ def _render_split(split: str, plan: _Planner, executor, workers: int, count: Opt
     return results
 
 
+def write_training_text(sentences: Sequence[Sentence], path: str) -> int:
+    """The whole training sentence pool, one sentence a line: text for a language model that has
+    never seen a validation or test sentence (far more text than the synthesized utterances use)."""
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        for sentence in sentences:
+            handle.write(sentence.text + "\n")
+    os.replace(path + ".tmp", path)
+    return len(sentences)
+
+
 def _split_targets(hours: Optional[float], utterances: Optional[int], val_fraction: float,
                    test_fraction: float) -> Dict[str, Tuple[Optional[int], Optional[float]]]:
     if (hours is None) == (utterances is None):
@@ -297,6 +308,7 @@ def build_corpus(output_dir: str, hours: Optional[float] = None, utterances: Opt
     output_dir = os.path.abspath(output_dir)
     audio_dir = os.path.join(output_dir, "audio")
     os.makedirs(audio_dir, exist_ok=True)
+    write_training_text(text["train"], os.path.join(output_dir, TRAINING_TEXT))
     removed = _remove_partials(audio_dir)
     if removed:
         logger.info("removed %d half-written files left by an interrupted build", removed)

@@ -500,7 +500,7 @@ def test_request_timeout_is_504(servers, utterances):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["model_path=null"], "no bundled default model"),
+    (["model_path=nothing/here.pt"], "nothing/here.pt: checkpoint not found"),
     (["model_path=missing.pt"], "missing.pt: checkpoint not found"),
     (["model_path=x.pt", "max_batch_size=0"], "max_batch_size=0 must be at least 1"),
     (["model_path=x.pt", "decoder.type=viterbi"], "decoder.type='viterbi'"),

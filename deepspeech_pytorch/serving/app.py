@@ -24,7 +24,8 @@ from starlette.requests import ClientDisconnect
 
 from deepspeech_pytorch.cli import reports_user_errors, setup_logging
 from deepspeech_pytorch.configs import ServerConfig
-from deepspeech_pytorch.inference import LoadedModel, load_model, resolve_device
+from deepspeech_pytorch.inference import (LoadedModel, default_model_path, load_model, resolve_device,
+                                          ships_language_model)
 from deepspeech_pytorch.serving.metrics import Metrics
 from deepspeech_pytorch.serving.schemas import (NOT_READY, TRANSCRIBE_ERRORS, ApiError, ErrorResponse, HealthResponse,
                                                 ReadyResponse, TranscriptionResponse, Word)
@@ -119,8 +120,8 @@ def _upload_schema(settings: ServerConfig, decoders: List[str]) -> Dict[str, Any
 
 # ---- routes -------------------------------------------------------------------------------------
 
-def build_router(settings: ServerConfig) -> APIRouter:
-    decoders = list(decoder_choices(settings.decoder))
+def build_router(settings: ServerConfig, model_has_lm: bool = False) -> APIRouter:
+    decoders = list(decoder_choices(settings.decoder, model_has_lm))
     DecoderName = Literal[tuple(decoders)]  # the enum on the OpenAPI page is what this server offers
     router = APIRouter()
 
@@ -281,7 +282,11 @@ def create_app(settings: ServerConfig, model: Optional[LoadedModel] = None) -> F
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = None
-    router = build_router(settings)
+    if model is not None:
+        model_has_lm = model.language_model is not None
+    else:  # loaded later, in the lifespan: look for its LM settings file now, for the routes' decoder list
+        model_has_lm = ships_language_model(settings.model_path or default_model_path())
+    router = build_router(settings, model_has_lm)
     app.include_router(router)
     _install_error_handlers(app, metrics)
     paths = {route.path for route in router.routes} | {app.openapi_url, app.docs_url, app.redoc_url}

@@ -27,11 +27,12 @@ logger = logging.getLogger(__name__)
 CHUNK_SECONDS = 30.0  # longer audio is cut at quiet points into chunks of at most this, as in transcribe.py
 
 
-def decoder_choices(config: DecoderConfig) -> Dict[str, Union[DecoderConfig, str]]:
-    """The decoders a server offers: greedy always; beam when configured with a language model
-    (or explicitly with decoder.type=beam). The configured type is the default."""
+def decoder_choices(config: DecoderConfig, model_has_lm: bool = False) -> Dict[str, Union[DecoderConfig, str]]:
+    """The decoders a server offers: greedy always; beam when configured with a language model, when
+    the model ships one (the bundled model does), or explicitly with decoder.type=beam. The configured
+    type is the default."""
     choices: Dict[str, Union[DecoderConfig, str]] = {"greedy": "greedy"}
-    if config.type == "beam" or config.lm.path:
+    if config.type == "beam" or config.lm.path or model_has_lm:
         choices["beam"] = dataclasses.replace(config, type="beam")
     if config.type not in choices:
         raise ValueError(f"decoder.type={config.type!r} is not a decoder the server offers; choose greedy or beam")
@@ -62,7 +63,8 @@ class TranscriptionService:
         # One Transcriber per decoder, all sharing the model; batch_size: chunks per forward pass.
         self.transcribers = {name: Transcriber(loaded, decoder=config, chunk_seconds=CHUNK_SECONDS,
                                                batch_size=settings.max_batch_size)
-                             for name, config in decoder_choices(settings.decoder).items()}
+                             for name, config in decoder_choices(settings.decoder,
+                                                                 loaded.language_model is not None).items()}
         self.batcher: DynamicBatcher[np.ndarray, Transcription] = DynamicBatcher(
             self._transcribe_batch, settings.max_batch_size, settings.max_batch_wait_ms / 1000.0, settings.max_queue,
             on_batch=self.metrics.batch_size.observe)

@@ -1,0 +1,117 @@
+"""Package a trained checkpoint as a ready-to-use model folder: inference-only weights (stored in
+half precision to halve the download; they load back into fp32), its language model with the tuned
+alpha/beta (`<name>.lm.json`, read by `load_model`), labels, the training recipe and sample audio.
+
+The bundled default model in `deepspeech_pytorch/pretrained/` is made this way (tools/bundle_model.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from omegaconf import OmegaConf
+
+from deepspeech_pytorch.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from deepspeech_pytorch.inference import LM_SETTINGS_SUFFIX
+
+INFERENCE_KEYS = ("model_state", "model_config", "feature_config", "labels")
+
+
+@dataclass
+class Sample:
+    audio_path: str
+    text: str
+
+
+def inference_state(state: Dict[str, Any], name: str, half: bool = True, **metadata: Any) -> Dict[str, Any]:
+    """What inference needs from a training checkpoint (no optimizer, scheduler or RNG state)."""
+    missing = [key for key in INFERENCE_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint lacks {missing}")
+    weights = {key: (value.half() if half and value.is_floating_point() else value).clone()
+               for key, value in state["model_state"].items()}
+    kept = {key: state[key] for key in INFERENCE_KEYS if key != "model_state"}
+    return {"model_state": weights, **kept, "name": name, **metadata}
+
+
+def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", lm_path: Optional[str] = None,
+                 lexicon_path: Optional[str] = None, alpha: Optional[float] = None, beta: Optional[float] = None,
+                 samples: Sequence[Sample] = (), half: bool = True, metadata: Optional[Dict[str, Any]] = None,
+                 model_name: Optional[str] = None) -> Dict[str, Any]:
+    """Write `<output_dir>/<name>.pt` (+ `.lm.json`, `.lm.bin`, `.lexicon.txt` with an LM), `labels.json`,
+    `config.yaml` (the training config stored in the checkpoint) and `samples/` (audio + samples.jsonl).
+    `model_name` (default: `name`) is what the model reports itself as. Returns the files written
+    and their total size."""
+    if lm_path is not None and (alpha is None or beta is None):
+        raise ValueError("a bundled LM needs its tuned alpha and beta")
+    state = load_checkpoint(checkpoint_path)
+    os.makedirs(output_dir, exist_ok=True)
+    written: List[str] = []
+    model_path = os.path.join(output_dir, f"{name}.pt")
+    save_checkpoint(model_path, inference_state(state, model_name or name, half, **(metadata or {})))
+    build_model(load_checkpoint(model_path), model_path)  # the written file must load
+    written.append(model_path)
+
+    if lm_path is not None:
+        lm_name = f"{name}.lm{os.path.splitext(lm_path)[1] or '.bin'}"
+        shutil.copyfile(lm_path, os.path.join(output_dir, lm_name))
+        settings: Dict[str, Any] = {"path": lm_name, "alpha": float(alpha), "beta": float(beta)}
+        written.append(os.path.join(output_dir, lm_name))
+        if lexicon_path is not None:
+            shutil.copyfile(lexicon_path, os.path.join(output_dir, f"{name}.lexicon.txt"))
+            settings["lexicon_path"] = f"{name}.lexicon.txt"
+            written.append(os.path.join(output_dir, f"{name}.lexicon.txt"))
+        settings_path = os.path.join(output_dir, name + LM_SETTINGS_SUFFIX)
+        with open(settings_path, "w", encoding="utf-8") as handle:
+            json.dump(settings, handle, indent=2)
+        written.append(settings_path)
+
+    labels_path = os.path.join(output_dir, "labels.json")
+    with open(labels_path, "w", encoding="utf-8") as handle:
+        json.dump(list(state["labels"]), handle)
+    written.append(labels_path)
+    if state.get("config"):
+        config_path = os.path.join(output_dir, "config.yaml")
+        with open(config_path, "w", encoding="utf-8") as handle:
+            handle.write(OmegaConf.to_yaml(OmegaConf.create(state["config"])))
+        written.append(config_path)
+
+    if samples:
+        sample_dir = os.path.join(output_dir, "samples")
+        os.makedirs(sample_dir, exist_ok=True)
+        with open(os.path.join(sample_dir, "samples.jsonl"), "w", encoding="utf-8") as manifest:
+            for number, sample in enumerate(samples, start=1):
+                file_name = f"sample{number}{os.path.splitext(sample.audio_path)[1]}"
+                shutil.copyfile(sample.audio_path, os.path.join(sample_dir, file_name))
+                manifest.write(json.dumps({"audio_filepath": file_name, "text": sample.text}) + "\n")
+                written.append(os.path.join(sample_dir, file_name))
+        written.append(os.path.join(sample_dir, "samples.jsonl"))
+    total = sum(os.path.getsize(path) for path in written)
+    return {"files": written, "bytes": total, "megabytes": round(total / 2**20, 2)}
+
+
+def folder_megabytes(folder: str) -> float:
+    """Total size of every file under `folder`, in MiB (what the bundle adds to the package)."""
+    total = 0
+    for root, _, names in os.walk(folder):
+        total += sum(os.path.getsize(os.path.join(root, n)) for n in names if "__pycache__" not in root)
+    return total / 2**20
+
+
+def half_precision_error(checkpoint_path: str, seconds: float = 3.0) -> float:
+    """Largest absolute difference in log-probabilities between fp32 weights and their fp16 round trip."""
+    state = load_checkpoint(checkpoint_path)
+    model, _, features = build_model(state, checkpoint_path)
+    rounded, _, _ = build_model(inference_state(state, "check", half=True), checkpoint_path)
+    frames = int(seconds / features.window_stride)
+    inputs = torch.randn(1, features.num_features, frames, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([frames])
+    with torch.inference_mode():
+        exact = model.eval()(inputs, lengths)[0].log_softmax(-1)
+        approx = rounded.eval()(inputs, lengths)[0].log_softmax(-1)
+    return float((exact - approx).abs().max())

@@ -1,0 +1,186 @@
+"""Model folders with their own LM (deepspeech_pytorch.bundle) and the bundled default model:
+it loads with no path, fits the size budget, and transcribes its samples offline, through the API,
+transcribe.py and a real server."""
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+import torch
+
+from deepspeech_pytorch import lm
+from deepspeech_pytorch.bundle import Sample, bundle_model, folder_megabytes, half_precision_error
+from deepspeech_pytorch.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
+from deepspeech_pytorch.configs import PRESETS, DecoderConfig, FeatureConfig, LanguageModelConfig
+from deepspeech_pytorch.datasets import read_manifest
+from deepspeech_pytorch.decoders import BeamSearchDecoder, GreedyDecoder
+from deepspeech_pytorch.inference import PRETRAINED_DIR, Transcriber, default_model_path, load_model
+from deepspeech_pytorch.labels import Alphabet
+from deepspeech_pytorch.metrics import cer, wer
+from deepspeech_pytorch.model import DeepSpeech2
+from test_server import Server
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLES = os.path.join(PRETRAINED_DIR, "samples")
+PACKAGE_BUDGET_MB = 40.0
+# The bundled model on its own samples (unseen voices). Measured greedy CER is far lower (see
+# MODEL_CARD.md); these bounds catch a broken model, features or decoder, not small regressions.
+GREEDY_CER_BOUND = 0.15
+BEAM_WER_BOUND = 0.25
+
+
+@pytest.fixture(scope="module")
+def training_checkpoint(tmp_path_factory):
+    """A ds2_tiny checkpoint shaped like a training one (optimizer state and config included)."""
+    torch.manual_seed(0)
+    model = DeepSpeech2(PRESETS["ds2_tiny"], 161, 29)
+    path = str(tmp_path_factory.mktemp("train") / "best.pt")
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(path, {**model_state(model, PRESETS["ds2_tiny"], FeatureConfig(), Alphabet()),
+                           "optimizer_state": optimizer.state_dict(), "epoch": 3,
+                           "config": {"preset": "ds2_tiny", "epochs": 3}})
+    return path
+
+
+@pytest.fixture(scope="module")
+def word_lm(speech_corpus, tmp_path_factory):
+    return lm.build_language_model([speech_corpus], str(tmp_path_factory.mktemp("lm")), order=2, memory="64M")
+
+
+@pytest.fixture(scope="module")
+def bundle(training_checkpoint, word_lm, speech_corpus, tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("bundle"))
+    samples = [Sample(e.audio_path, e.text) for e in read_manifest(speech_corpus)[:2]]
+    result = bundle_model(training_checkpoint, folder, "small", word_lm.binary, word_lm.lexicon, alpha=0.7,
+                          beta=1.5, samples=samples, model_name="tiny-test")
+    return folder, result
+
+
+def test_bundle_writes_an_inference_only_half_precision_model(bundle):
+    folder, result = bundle
+    names = sorted(os.path.relpath(path, folder) for path in result["files"])
+    assert names == sorted(["small.pt", "small.lm.bin", "small.lexicon.txt", "small.lm.json", "labels.json",
+                            "config.yaml", "samples/sample1.wav", "samples/sample2.wav", "samples/samples.jsonl"])
+    state = load_checkpoint(os.path.join(folder, "small.pt"))
+    assert "optimizer_state" not in state and state["name"] == "tiny-test"
+    assert all(v.dtype == torch.float16 for v in state["model_state"].values() if v.is_floating_point())
+    assert json.load(open(os.path.join(folder, "labels.json"))) == list(Alphabet().labels)
+    assert "preset: ds2_tiny" in open(os.path.join(folder, "config.yaml")).read()
+    assert result["bytes"] == sum(os.path.getsize(path) for path in result["files"])
+    # the copied samples are a manifest test.py can read
+    assert [e.text for e in read_manifest(os.path.join(folder, "samples", "samples.jsonl"))]
+
+
+def test_half_precision_changes_outputs_negligibly(training_checkpoint):
+    assert half_precision_error(training_checkpoint) < 0.05
+
+
+def test_model_lm_is_used_by_beam_search_unless_overridden(bundle, word_lm):
+    folder, _ = bundle
+    loaded = load_model(os.path.join(folder, "small.pt"))
+    assert loaded.language_model.path == os.path.join(folder, "small.lm.bin")
+    assert isinstance(Transcriber(loaded).decoder, GreedyDecoder)
+    beam = Transcriber(loaded, decoder="beam").decoder
+    assert isinstance(beam, BeamSearchDecoder)
+    assert (beam.lm_path, beam.lexicon_path, beam.alpha, beam.beta) == (
+        os.path.join(folder, "small.lm.bin"), os.path.join(folder, "small.lexicon.txt"), 0.7, 1.5)
+    # the user's alpha wins; the unset beta still comes from the model's settings
+    tuned = Transcriber(loaded, decoder=DecoderConfig(type="beam", lm=LanguageModelConfig(alpha=2.0))).decoder
+    assert (tuned.alpha, tuned.beta) == (2.0, 1.5)
+    # an explicit LM replaces the model's, with the library defaults for unset weights
+    other = LanguageModelConfig(path=word_lm.binary, lexicon_path=word_lm.lexicon)
+    explicit = Transcriber(loaded, decoder=DecoderConfig(type="beam", lm=other)).decoder
+    assert (explicit.lm_path, explicit.alpha, explicit.beta) == (word_lm.binary, 0.5, 1.0)
+
+
+def test_broken_lm_settings_are_clear_errors(bundle, tmp_path):
+    folder, _ = bundle
+    model = tmp_path / "m.pt"
+    model.write_bytes(open(os.path.join(folder, "small.pt"), "rb").read())
+    (tmp_path / "m.lm.json").write_text('{"path": "gone.bin", "alpha": 1, "beta": 1}')
+    with pytest.raises(CheckpointError, match="gone.bin, which does not exist"):
+        load_model(str(model))
+    (tmp_path / "m.lm.json").write_text('{"alpha": 1')
+    with pytest.raises(CheckpointError, match="unreadable language-model settings"):
+        load_model(str(model))
+
+
+def test_bundle_refuses_an_lm_without_tuned_weights(training_checkpoint, word_lm, tmp_path):
+    with pytest.raises(ValueError, match="alpha and beta"):
+        bundle_model(training_checkpoint, str(tmp_path), lm_path=word_lm.binary, alpha=1.0)
+
+
+# ---- the bundled default model ---------------------------------------------------------------------
+
+def sample_references():
+    return {os.path.basename(e.audio_path): e.text for e in read_manifest(os.path.join(SAMPLES, "samples.jsonl"))}
+
+
+def test_package_ships_the_default_model_within_budget():
+    assert os.path.isfile(default_model_path())
+    assert folder_megabytes(PRETRAINED_DIR) <= PACKAGE_BUDGET_MB
+    assert os.path.isfile(os.path.join(PRETRAINED_DIR, "MODEL_CARD.md"))
+    assert len(sample_references()) >= 3
+
+
+def test_load_model_without_a_path_is_the_bundled_model():
+    loaded = load_model()
+    assert loaded.path == default_model_path()
+    assert loaded.info["name"] == "ds2-cpu-synthetic-en"
+    assert loaded.language_model is not None and os.path.isfile(loaded.language_model.path)
+    assert loaded.features.kind == "mel"
+
+
+def test_bundled_model_transcribes_its_samples():
+    references = sample_references()
+    paths = [os.path.join(SAMPLES, name) for name in references]
+    loaded = load_model()
+    greedy = [t.text for t in Transcriber(loaded).transcribe_many(paths)]
+    beam = [t.text for t in Transcriber(loaded, decoder="beam").transcribe_many(paths)]
+    truth = list(references.values())
+    assert cer(truth, greedy) <= GREEDY_CER_BOUND, list(zip(truth, greedy))
+    assert wer(truth, beam) <= BEAM_WER_BOUND, list(zip(truth, beam))
+
+
+def test_transcribe_script_defaults_to_the_bundled_model_and_reads_a_folder(tmp_path):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "transcribe.py"), f"audio_path={SAMPLES}",
+                             "decoder.type=beam"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    references = sample_references()
+    assert [os.path.basename(r["audio_path"]) for r in records] == sorted(references)
+    assert all(r["model"]["name"] == "ds2-cpu-synthetic-en" and r["seconds"] > 0 for r in records)
+    assert wer([references[os.path.basename(r["audio_path"])] for r in records],
+               [r["transcript"] for r in records]) <= BEAM_WER_BOUND
+    assert "BeamSearchDecoder" in result.stderr and "RTF" in result.stderr
+
+
+def test_transcribe_script_rejects_a_folder_without_audio(tmp_path):
+    (tmp_path / "notes.txt").write_text("no audio here")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "transcribe.py"), f"audio_path={tmp_path}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no audio files") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_server_serves_the_bundled_model_with_beam_search(tmp_path):
+    server = Server(tmp_path, "null")
+    try:
+        server.wait_ready()
+        name, reference = next(iter(sample_references().items()))
+        with open(os.path.join(SAMPLES, name), "rb") as handle:
+            audio = handle.read()
+        answers = {}
+        for decoder in ("greedy", "beam"):
+            response = httpx.post(server.url + "/transcribe", params={"decoder": decoder},
+                                  files={"file": (name, audio, "audio/wav")}, timeout=60)
+            assert response.status_code == 200, response.text
+            assert response.json()["model"] == "ds2-cpu-synthetic-en"
+            answers[decoder] = response.json()["transcript"]
+        assert cer([reference], [answers["greedy"]]) <= GREEDY_CER_BOUND + 0.1, answers
+        assert wer([reference], [answers["beam"]]) <= BEAM_WER_BOUND + 0.1, answers
+    finally:
+        assert server.stop() == 0, server.log()
