@@ -301,6 +301,11 @@ class Trainer:
                         losses.append(loss)
                         epoch_loss, epoch_steps = epoch_loss + loss, epoch_steps + 1
                         bar.set_postfix(loss=f"{loss:.3f}")
+                        if main and bar.disable and self.batch_in_epoch % PROGRESS_LOG_STEPS == 0:
+                            # no terminal for the bar (a background run): progress goes to the log
+                            logger.info("epoch %d: batch %d/%d, loss %.3f, %.1f s/batch", self.epoch + 1,
+                                        self.batch_in_epoch, self.steps_per_epoch, loss,
+                                        (time.time() - started) / max(1, epoch_steps))
                         if writer is not None:
                             writer.add_scalar("train/loss", loss, self.step)
                             writer.add_scalar("train/learning_rate", self.scheduler.get_last_lr()[0], self.step)
@@ -343,6 +348,9 @@ class Trainer:
             logger.warning("skipped %d non-finite losses and %d non-finite gradients", self.skipped_losses, self.skipped_gradients)
         return TrainResult(self.epoch, self.step, self.best_wer, last_wer, last_cer, self.directory, losses,
                            self.skipped_losses, self.skipped_gradients)
+
+
+PROGRESS_LOG_STEPS = 50  # log a progress line this often when the progress bar cannot be shown
 
 
 def _percent(value: Optional[float]) -> str:

@@ -1,9 +1,12 @@
 """Learning and resume tests on real synthesized speech."""
 
+import logging
+
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from deepspeech_pytorch import training
 from deepspeech_pytorch.checkpoint import CheckpointError, load_checkpoint
 from deepspeech_pytorch.configs import TrainConfig
 from deepspeech_pytorch.evaluation import evaluate_manifest
@@ -117,3 +120,12 @@ def test_mid_epoch_resume_with_another_process_count_restarts_the_epoch(speech_c
     save_checkpoint(str(tmp_path / "w" / "last.pt"), state)
     trainer = Trainer(config(speech_corpus, tmp_path / "w", epochs=2))
     assert (trainer.epoch, trainer.batch_in_epoch, trainer.step) == (0, 0, 1)
+
+
+def test_background_runs_log_progress_lines(speech_corpus, tmp_path, caplog, monkeypatch):
+    """Without a terminal the progress bar is hidden, so progress is logged instead."""
+    monkeypatch.setattr(training, "PROGRESS_LOG_STEPS", 1)
+    with caplog.at_level(logging.INFO, logger="deepspeech_pytorch.training"):
+        training.train(config(speech_corpus, tmp_path, epochs=1))
+    lines = [r.getMessage() for r in caplog.records if "batch " in r.getMessage()]
+    assert lines and lines[0].startswith("epoch 1: batch 1/2, loss ")
