@@ -20,6 +20,8 @@ register_configs()
 @reports_user_errors
 def main(c) -> None:
     if c.mode == "throughput":
+        if c.model_path is not None or c.bundled:
+            raise ValueError("model_path and bundled are for mode=speed; throughput mode measures presets")
         rows = throughput(c.preset, list(c.batch_sizes), c.seconds, list(c.precisions), c.device, c.warmup, c.repeats,
                           c.find_largest_batch)
         if rows:

@@ -59,14 +59,16 @@ class _TrainingStep:
     """One forward + backward + optimiser step on a fixed random batch."""
 
     def __init__(self, model: torch.nn.Module, batch_size: int, seconds: float, device: torch.device,
-                 precision: str = "fp32", seed: int = 0, features: Optional[FeatureConfig] = None):
+                 precision: str = "fp32", seed: int = 0, features: Optional[FeatureConfig] = None,
+                 alphabet: Optional[Alphabet] = None):
         features = features or FeatureConfig()
-        waveforms = torch.from_numpy(np.stack(_noise(batch_size, seconds, seed))).to(device)
+        alphabet = alphabet or Alphabet()
+        waveforms = torch.from_numpy(np.stack(_noise(batch_size, seconds, seed, features.sample_rate))).to(device)
         lengths = torch.full((batch_size,), waveforms.shape[1], device=device)
         self.features, self.lengths = spectrogram(waveforms, lengths, features)
         target_length = max(1, int(seconds * CHARACTERS_PER_SECOND))
         generator = torch.Generator().manual_seed(seed)
-        self.targets = torch.randint(1, len(Alphabet()), (batch_size * target_length,), generator=generator).to(device)
+        self.targets = torch.randint(1, len(alphabet), (batch_size * target_length,), generator=generator).to(device)
         self.target_lengths = torch.full((batch_size,), target_length, device=device)
         self.model, self.device, self.dtype = model, device, AUTOCAST[precision]
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -99,7 +101,7 @@ def benchmark(preset: str = "ds2_small", batch_size: int = 8, seconds: float = 5
     else:
         model, features, name, alphabet = _model(preset, target_device), FeatureConfig(), preset, Alphabet()
     train_times = _timed(_TrainingStep(copy.deepcopy(model), batch_size, seconds, target_device, seed=seed,
-                                       features=features), target_device, warmup, repeats)
+                                       features=features, alphabet=alphabet), target_device, warmup, repeats)
     waveforms = _noise(batch_size, seconds, seed, features.sample_rate)
     transcriber = Transcriber(LoadedModel(model.eval(), alphabet, features, name), batch_size=batch_size,
                               device=target_device)

@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 from deepspeech_pytorch.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
-from deepspeech_pytorch.inference import LM_SETTINGS_SUFFIX
+from deepspeech_pytorch.inference import LM_SETTINGS_SUFFIX, Transcriber, load_model
 
 INFERENCE_KEYS = ("model_state", "model_config", "feature_config", "labels")
 
@@ -49,8 +49,11 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
     and their total size."""
     if lm_path is not None and (alpha is None or beta is None):
         raise ValueError("a bundled LM needs its tuned alpha and beta")
+    if lexicon_path is not None and lm_path is None:
+        raise ValueError("a lexicon without its LM")
     state = load_checkpoint(checkpoint_path)
     os.makedirs(output_dir, exist_ok=True)
+    _remove_previous_bundle(output_dir, name)
     written: List[str] = []
     model_path = os.path.join(output_dir, f"{name}.pt")
     save_checkpoint(model_path, inference_state(state, model_name or name, half, **(metadata or {})))
@@ -70,6 +73,10 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
         with open(settings_path, "w", encoding="utf-8") as handle:
             json.dump(settings, handle, indent=2)
         written.append(settings_path)
+
+        # the LM must work with this model's alphabet now, not fail later at a user's first beam search
+        loaded = load_model(model_path)
+        Transcriber(loaded, decoder="beam")
 
     labels_path = os.path.join(output_dir, "labels.json")
     with open(labels_path, "w", encoding="utf-8") as handle:
@@ -93,6 +100,15 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
         written.append(os.path.join(sample_dir, "samples.jsonl"))
     total = sum(os.path.getsize(path) for path in written)
     return {"files": written, "bytes": total, "megabytes": round(total / 2**20, 2)}
+
+
+def _remove_previous_bundle(output_dir: str, name: str) -> None:
+    """Files an earlier bundle of `name` left (its LM, its samples), so none outlives the new model."""
+    for file in os.listdir(output_dir):
+        if file.startswith(f"{name}.lm.") or file == f"{name}.lexicon.txt":
+            os.remove(os.path.join(output_dir, file))
+    if os.path.isdir(os.path.join(output_dir, "samples")):
+        shutil.rmtree(os.path.join(output_dir, "samples"))
 
 
 def folder_megabytes(folder: str) -> float:

@@ -160,6 +160,7 @@ class LanguageModelConfig:
     # null: the values tuned for the model's own LM (see inference.load_model), else 0.5 and 1.0
     alpha: Optional[float] = None  # LM weight
     beta: Optional[float] = None  # word insertion bonus
+    use_model_lm: bool = True  # beam search without `path` uses the LM the model ships (false: no LM)
 
 
 @dataclass

@@ -71,6 +71,13 @@ def ships_language_model(checkpoint_path: str) -> bool:
     return os.path.isfile(os.path.splitext(checkpoint_path)[0] + LM_SETTINGS_SUFFIX)
 
 
+def _inside(folder: str, name: str, settings_path: str) -> str:
+    """A file named by LM settings: a plain name in the model's folder, never a path elsewhere."""
+    if not isinstance(name, str) or not name or os.path.basename(name) != name or name in (".", ".."):
+        raise CheckpointError(f"{settings_path}: {name!r} must be a file name in the model's folder")
+    return os.path.join(folder, name)
+
+
 def read_lm_settings(checkpoint_path: str) -> Optional[LanguageModelConfig]:
     """The language model shipped beside a checkpoint (`<stem>.lm.json`, paths relative to it), or None."""
     if not ships_language_model(checkpoint_path):
@@ -81,9 +88,11 @@ def read_lm_settings(checkpoint_path: str) -> Optional[LanguageModelConfig]:
             raw = json.load(handle)
         folder = os.path.dirname(os.path.abspath(settings_path))
         settings = LanguageModelConfig(
-            path=os.path.join(folder, raw["path"]),
-            lexicon_path=os.path.join(folder, raw["lexicon_path"]) if raw.get("lexicon_path") else None,
+            path=_inside(folder, raw["path"], settings_path),
+            lexicon_path=_inside(folder, raw["lexicon_path"], settings_path) if raw.get("lexicon_path") else None,
             alpha=float(raw["alpha"]), beta=float(raw["beta"]))
+    except CheckpointError:
+        raise
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{settings_path}: unreadable language-model settings ({error})") from error
     for file in (settings.path, settings.lexicon_path):
@@ -106,14 +115,16 @@ def load_model(path: Optional[str] = None, device: Union[str, torch.device] = "c
 
 
 def with_model_lm(decoder: Union[DecoderConfig, str], loaded: LoadedModel) -> Union[DecoderConfig, str]:
-    """Beam search without an LM path uses the model's own LM; alpha/beta left unset take its tuned values."""
+    """Beam search given no LM files uses the model's own LM; alpha/beta left unset take its tuned
+    values. `decoder.lm.use_model_lm=false` opts out (beam search without an LM)."""
     if loaded.language_model is None:
         return decoder
     if isinstance(decoder, str):
         if decoder != "beam":
             return decoder
         decoder = DecoderConfig(type="beam")
-    if decoder.type != "beam" or decoder.lm.path is not None:
+    lm = decoder.lm
+    if decoder.type != "beam" or lm.path is not None or lm.lexicon_path is not None or not lm.use_model_lm:
         return decoder
     own = loaded.language_model
     lm = replace(own, alpha=own.alpha if decoder.lm.alpha is None else decoder.lm.alpha,

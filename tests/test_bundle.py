@@ -12,12 +12,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from deepspeech_pytorch import lm
+from deepspeech_pytorch import inference, lm
+from deepspeech_pytorch.benchmarking import benchmark
 from deepspeech_pytorch.bundle import Sample, bundle_model, folder_megabytes, half_precision_error
 from deepspeech_pytorch.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
 from deepspeech_pytorch.configs import PRESETS, DecoderConfig, FeatureConfig, LanguageModelConfig, TrainConfig
 from deepspeech_pytorch.datasets import read_manifest
-from deepspeech_pytorch.decoders import BeamSearchDecoder, GreedyDecoder
+from deepspeech_pytorch.decoders import BeamSearchDecoder, DecoderError, GreedyDecoder
 from deepspeech_pytorch.inference import PRETRAINED_DIR, Transcriber, default_model_path, load_model
 from deepspeech_pytorch.labels import Alphabet
 from deepspeech_pytorch.metrics import cer, wer
@@ -110,9 +111,48 @@ def test_broken_lm_settings_are_clear_errors(bundle, tmp_path):
         load_model(str(model))
 
 
-def test_bundle_refuses_an_lm_without_tuned_weights(training_checkpoint, word_lm, tmp_path):
+def test_lm_settings_cannot_reach_outside_the_model_folder(bundle, tmp_path):
+    folder, _ = bundle
+    model = tmp_path / "inner" / "m.pt"
+    model.parent.mkdir()
+    model.write_bytes(open(os.path.join(folder, "small.pt"), "rb").read())
+    (tmp_path / "outside.bin").write_bytes(open(os.path.join(folder, "small.lm.bin"), "rb").read())
+    for name in ("../outside.bin", str(tmp_path / "outside.bin")):
+        (tmp_path / "inner" / "m.lm.json").write_text(json.dumps({"path": name, "alpha": 1, "beta": 1}))
+        with pytest.raises(CheckpointError, match="must be a file name in the model's folder"):
+            load_model(str(model))
+
+
+def test_model_lm_can_be_turned_off(bundle):
+    folder, _ = bundle
+    loaded = load_model(os.path.join(folder, "small.pt"))
+    plain = Transcriber(loaded, decoder=DecoderConfig(type="beam", lm=LanguageModelConfig(use_model_lm=False)))
+    assert plain.decoder.lm_path is None
+
+
+def test_bundle_refuses_unusable_language_models(training_checkpoint, word_lm, tmp_path):
     with pytest.raises(ValueError, match="alpha and beta"):
         bundle_model(training_checkpoint, str(tmp_path), lm_path=word_lm.binary, alpha=1.0)
+    with pytest.raises(ValueError, match="a lexicon without its LM"):
+        bundle_model(training_checkpoint, str(tmp_path), lexicon_path=word_lm.lexicon)
+    with pytest.raises(DecoderError, match="is a word LM"):  # a word LM needs its lexicon
+        bundle_model(training_checkpoint, str(tmp_path), lm_path=word_lm.binary, alpha=1.0, beta=1.0)
+
+
+def test_bundling_again_leaves_nothing_of_the_previous_bundle(training_checkpoint, word_lm, speech_corpus, tmp_path):
+    sample = [Sample(e.audio_path, e.text) for e in read_manifest(speech_corpus)[:1]]
+    bundle_model(training_checkpoint, str(tmp_path), "m", word_lm.binary, word_lm.lexicon, 1.0, 1.0, sample)
+    assert load_model(str(tmp_path / "m.pt")).language_model is not None
+    bundle_model(training_checkpoint, str(tmp_path), "m")
+    assert load_model(str(tmp_path / "m.pt")).language_model is None
+    assert sorted(os.listdir(tmp_path)) == ["config.yaml", "labels.json", "m.pt"]
+
+
+def test_benchmark_measures_a_checkpoint_with_its_own_features(bundle):
+    folder, _ = bundle
+    result = benchmark(model_path=os.path.join(folder, "small.pt"), batch_size=1, seconds=1.0, warmup=0, repeats=1)
+    assert result["model"] == "tiny-test" and result["parameters"] == 872464
+    assert result["inference_rtf"] > 0 and result["train_step_ms"] > 0
 
 
 # ---- the bundled default model ---------------------------------------------------------------------
@@ -126,6 +166,17 @@ def test_package_ships_the_default_model_within_budget():
     assert folder_megabytes(PRETRAINED_DIR) <= PACKAGE_BUDGET_MB
     assert os.path.isfile(os.path.join(PRETRAINED_DIR, "MODEL_CARD.md"))
     assert len(sample_references()) >= 3
+
+
+def test_an_installation_without_the_bundled_model_says_so(monkeypatch, tmp_path):
+    monkeypatch.setattr(inference, "default_model_path", lambda: str(tmp_path / "default.pt"))
+    with pytest.raises(CheckpointError, match="no bundled default model in this installation"):
+        load_model()
+
+
+def test_benchmark_measures_the_bundled_model():
+    result = benchmark(bundled=True, batch_size=1, seconds=1.0, warmup=0, repeats=1)
+    assert result["model"] == "ds2-cpu-synthetic-en" and result["inference_rtf"] > 0
 
 
 def test_load_model_without_a_path_is_the_bundled_model():

@@ -125,6 +125,8 @@ def test_mid_epoch_resume_with_another_process_count_restarts_the_epoch(speech_c
 def test_background_runs_log_progress_lines(speech_corpus, tmp_path, caplog, monkeypatch):
     """Without a terminal the progress bar is hidden, so progress is logged instead."""
     monkeypatch.setattr(training, "PROGRESS_LOG_STEPS", 1)
+    hidden_bar = training.tqdm
+    monkeypatch.setattr(training, "tqdm", lambda *args, **kwargs: hidden_bar(*args, **{**kwargs, "disable": True}))
     with caplog.at_level(logging.INFO, logger="deepspeech_pytorch.training"):
         training.train(config(speech_corpus, tmp_path, epochs=1))
     lines = [r.getMessage() for r in caplog.records if "batch " in r.getMessage()]

@@ -13,11 +13,14 @@ from typing import List, Optional
 from deepspeech_pytorch.bundle import Sample, bundle_model
 from deepspeech_pytorch.checkpoint import CheckpointError
 from deepspeech_pytorch.datasets import ManifestError, read_manifest
+from deepspeech_pytorch.decoders import DecoderError
 from deepspeech_pytorch.inference import PRETRAINED_DIR
 
 
 def pick_samples(manifest: str, count: int, min_seconds: float, max_seconds: float) -> List[Sample]:
     """`count` utterances spread evenly over the manifest, among those of a comfortable length."""
+    if count < 1:
+        raise ValueError("--samples must be at least 1")
     entries = [e for e in read_manifest(manifest) if min_seconds <= e.duration <= max_seconds]
     if len(entries) < count:
         raise ValueError(f"{manifest} has only {len(entries)} utterances of {min_seconds}-{max_seconds} s")
@@ -51,7 +54,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = bundle_model(args.checkpoint, args.output_dir, args.name, args.lm, args.lexicon, args.alpha,
                               args.beta, samples, half=not args.full_precision, metadata=metadata,
                               model_name=args.model_name)
-    except (CheckpointError, ManifestError, ValueError, OSError) as error:
+    except (CheckpointError, DecoderError, ManifestError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))

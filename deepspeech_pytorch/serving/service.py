@@ -17,6 +17,7 @@ import numpy as np
 
 from deepspeech_pytorch.audio import AudioError
 from deepspeech_pytorch.configs import DecoderConfig, ServerConfig
+from deepspeech_pytorch.decoders import DecoderError
 from deepspeech_pytorch.inference import LoadedModel, Transcriber, Transcription
 from deepspeech_pytorch.serving.batching import Closed, DynamicBatcher, QueueFull
 from deepspeech_pytorch.serving.metrics import Metrics
@@ -61,10 +62,18 @@ class TranscriptionService:
         self.metrics = metrics or Metrics()
         self.default_decoder = settings.decoder.type
         # One Transcriber per decoder, all sharing the model; batch_size: chunks per forward pass.
-        self.transcribers = {name: Transcriber(loaded, decoder=config, chunk_seconds=CHUNK_SECONDS,
-                                               batch_size=settings.max_batch_size)
-                             for name, config in decoder_choices(settings.decoder,
-                                                                 loaded.language_model is not None).items()}
+        self.transcribers: Dict[str, Transcriber] = {}
+        asked_for_beam = settings.decoder.type == "beam" or bool(settings.decoder.lm.path)
+        for name, config in decoder_choices(settings.decoder, loaded.language_model is not None).items():
+            try:
+                self.transcribers[name] = Transcriber(loaded, decoder=config, chunk_seconds=CHUNK_SECONDS,
+                                                      batch_size=settings.max_batch_size)
+            except DecoderError as error:
+                if name != "beam" or asked_for_beam:
+                    raise
+                # offered only because the model ships an LM: serve greedy rather than not at all
+                logger.warning("beam search with the model's language model is unavailable (%s); serving "
+                               "greedy decoding only", error)
         self.batcher: DynamicBatcher[np.ndarray, Transcription] = DynamicBatcher(
             self._transcribe_batch, settings.max_batch_size, settings.max_batch_wait_ms / 1000.0, settings.max_queue,
             on_batch=self.metrics.batch_size.observe)
