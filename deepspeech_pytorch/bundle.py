@@ -57,7 +57,6 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
     written: List[str] = []
     model_path = os.path.join(output_dir, f"{name}.pt")
     save_checkpoint(model_path, inference_state(state, model_name or name, half, **(metadata or {})))
-    build_model(load_checkpoint(model_path), model_path)  # the written file must load
     written.append(model_path)
 
     if lm_path is not None:
@@ -74,8 +73,11 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
             json.dump(settings, handle, indent=2)
         written.append(settings_path)
 
-        # the LM must work with this model's alphabet now, not fail later at a user's first beam search
-        loaded = load_model(model_path)
+
+    # The written folder must load, and its LM work with the model's alphabet, now rather than at a
+    # user's first beam search.
+    loaded = load_model(model_path)
+    if lm_path is not None:
         Transcriber(loaded, decoder="beam")
 
     labels_path = os.path.join(output_dir, "labels.json")

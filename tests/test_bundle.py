@@ -10,13 +10,12 @@ import sys
 import httpx
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from deepspeech_pytorch import inference, lm
 from deepspeech_pytorch.benchmarking import benchmark
 from deepspeech_pytorch.bundle import Sample, bundle_model, folder_megabytes, half_precision_error
 from deepspeech_pytorch.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
-from deepspeech_pytorch.configs import PRESETS, DecoderConfig, FeatureConfig, LanguageModelConfig, TrainConfig
+from deepspeech_pytorch.configs import PRESETS, DecoderConfig, FeatureConfig, LanguageModelConfig
 from deepspeech_pytorch.datasets import read_manifest
 from deepspeech_pytorch.decoders import BeamSearchDecoder, DecoderError, GreedyDecoder
 from deepspeech_pytorch.inference import PRETRAINED_DIR, Transcriber, default_model_path, load_model
@@ -25,6 +24,7 @@ from deepspeech_pytorch.metrics import cer, wer
 from deepspeech_pytorch.model import DeepSpeech2
 from deepspeech_pytorch.training import train
 from test_server import Server
+from test_training import config as training_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(PRETRAINED_DIR, "samples")
@@ -243,15 +243,8 @@ def test_server_serves_the_bundled_model_with_beam_search(tmp_path):
 def test_training_can_start_from_a_bundled_model(bundle, speech_corpus, tmp_path):
     """The model card's route to real speech: fine-tune from the fp16 inference-only weights."""
     folder, _ = bundle
-    config = OmegaConf.structured(TrainConfig)
-    config.preset = "ds2_tiny"
-    config.data.train_manifest = speech_corpus
-    config.data.batch_size = 3
-    config.data.num_workers = 0
-    config.checkpoint.directory = str(tmp_path / "ckpt")
-    config.checkpoint.finetune_from = os.path.join(folder, "small.pt")
-    config.log_dir = None
-    config.max_steps = 1
+    config = training_config(speech_corpus, tmp_path / "ckpt", max_steps=1,
+                             **{"checkpoint.finetune_from": os.path.join(folder, "small.pt")})
     result = train(config)
     assert result.steps == 1
     start = load_model(os.path.join(folder, "small.pt")).model.state_dict()
