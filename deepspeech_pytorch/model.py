@@ -10,7 +10,6 @@ from typing import Tuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from deepspeech_pytorch.configs import ModelConfig
 
@@ -66,26 +65,51 @@ class SequenceWise(nn.Module):
         return self.module(x.reshape(time * batch, -1)).reshape(time, batch, -1)
 
 
+def reverse_within_lengths(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each (time, batch, ...) sequence within its own length; padding stays at the end."""
+    time = torch.arange(x.shape[0], device=x.device)[:, None]
+    lengths = lengths.to(x.device)[None, :]
+    index = torch.where(time < lengths, lengths - 1 - time, time)
+    return x.gather(0, index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x))
+
+
 class BatchRNN(nn.Module):
-    """One recurrent layer; bidirectional outputs are summed, as in the original port."""
+    """One recurrent layer; bidirectional outputs are summed, as in the original port.
+
+    Runs on padded tensors instead of packed sequences: on CPU the backward pass of a packed RNN is
+    three to four times slower. The forward direction ignores the padding after each utterance; the
+    backward direction reads each utterance reversed within its length, so its outputs equal a packed
+    run's. Padded output frames are zeroed.
+    """
 
     def __init__(self, input_size: int, hidden_size: int, rnn_type: str, bidirectional: bool, batch_norm: bool):
         super().__init__()
         self.bidirectional = bidirectional
         self.batch_norm = SequenceWise(nn.BatchNorm1d(input_size)) if batch_norm else None
         self.rnn = _RNNS[rnn_type](input_size, hidden_size, bidirectional=bidirectional, bias=True)
+        # Parameter-free template for running one direction with the weights of `self.rnn`; kept out of
+        # the module tree so the state dict stays that of a plain bidirectional RNN.
+        self._one_direction = (_RNNS[rnn_type](input_size, hidden_size, bias=True).to("meta"),)
+
+    def _run_direction(self, x: Tensor, suffix: str) -> Tensor:
+        weights = {name: getattr(self.rnn, name + suffix)
+                   for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")}
+        output, _ = torch.func.functional_call(self._one_direction[0], weights, (x,))
+        return output
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """x: (time, batch, features)."""
         if self.batch_norm is not None:
             x = self.batch_norm(x)
-        total = x.shape[0]
-        packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
-        x, _ = self.rnn(packed)
-        x, _ = pad_packed_sequence(x, total_length=total)
         if self.bidirectional:
-            x = x.view(x.shape[0], x.shape[1], 2, -1).sum(dim=2)
-        return x
+            forward = self._run_direction(x, "")
+            backward = reverse_within_lengths(self._run_direction(reverse_within_lengths(x, lengths), "_reverse"),
+                                              lengths)
+            x = forward + backward
+        else:
+            x, _ = self.rnn(x)
+        padding = torch.arange(x.shape[0], device=x.device)[:, None] >= lengths.to(x.device)[None, :]
+        return x.masked_fill(padding[:, :, None], 0.0)
 
 
 class Lookahead(nn.Module):

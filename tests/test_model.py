@@ -63,3 +63,27 @@ def test_unidirectional_lookahead_is_causal_beyond_context():
 def test_unknown_rnn_type():
     with pytest.raises(ValueError, match="rnn_type"):
         DeepSpeech2(ModelConfig(rnn_type="transformer"), 161, 29)
+
+
+@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+def test_padded_bidirectional_layer_matches_a_packed_run(rnn_type):
+    """BatchRNN avoids packed sequences for speed; outputs and gradients must be those of a packed run."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from deepspeech_pytorch.model import BatchRNN
+
+    torch.manual_seed(0)
+    layer = BatchRNN(6, 5, rnn_type, bidirectional=True, batch_norm=False)
+    lengths = torch.tensor([4, 9, 7])
+    x = torch.randn(9, 3, 6, requires_grad=True)
+    ours = layer(x, lengths)
+    packed, _ = layer.rnn(pack_padded_sequence(x, lengths, enforce_sorted=False))
+    reference, _ = pad_packed_sequence(packed, total_length=9)
+    reference = reference.view(9, 3, 2, 5).sum(dim=2)
+    torch.testing.assert_close(ours, reference)
+    assert torch.count_nonzero(ours[4:, 0]) == 0  # padding stays zero
+    weights = torch.randn_like(reference)
+    ours_grads = torch.autograd.grad((ours * weights).sum(), [x, *layer.rnn.parameters()])
+    reference_grads = torch.autograd.grad((reference * weights).sum(), [x, *layer.rnn.parameters()])
+    for got, expected in zip(ours_grads, reference_grads):
+        torch.testing.assert_close(got, expected)
