@@ -74,10 +74,16 @@ def test_two_processes_match_single_process_training(doubled_corpus, tmp_path):
     moved = 0
     parameters = {name for name, _ in single.model.named_parameters()}
     for name, value in single.model.state_dict().items():
-        # BatchNorm running variances differ by the unbiased n/(n-1) factor (n per process vs global).
-        tolerance = dict(rtol=1e-4, atol=1e-5) if name in parameters else dict(rtol=1e-2, atol=1e-5)
-        torch.testing.assert_close(rank0["state"][name], value, **tolerance)
         moved += int(not torch.equal(value, initial[name]))
+        if name in parameters:
+            # Batches of 4 and of 2 round differently, element by element, and four SGD steps carry that
+            # into the weights (up to 0.1% of an update, measured); so compare each tensor's update as a
+            # whole. A wrong reduction (a sum instead of a mean, a missing all-reduce) is off by 50% or more.
+            update = (value - initial[name]).norm()
+            assert (rank0["state"][name] - value).norm() <= 1e-2 * update + 1e-6, name
+        else:
+            # BatchNorm running variances differ by the unbiased n/(n-1) factor (n per process vs global).
+            torch.testing.assert_close(rank0["state"][name], value, rtol=1e-2, atol=1e-5)
     assert moved > 10  # training really changed the weights being compared
 
 
