@@ -1,8 +1,9 @@
-"""Package a trained checkpoint, its LM and a few sample utterances as a model folder, e.g. the
-bundled default model:
+"""Package a trained checkpoint, its LM and a few sample utterances as a model folder.
+
+The bundled default model was written with:
 
 python tools/bundle_model.py --checkpoint checkpoints/bundled/best.pt --lm lm/lm.bin \
-    --lexicon lm/lm.lexicon.txt --alpha 1.0 --beta 2.0 --samples-manifest datasets/synthetic10h/test.jsonl
+    --lexicon lm/lm.lexicon.txt --alpha 0.8 --beta 0 --samples-manifest datasets/synthetic10h/test.jsonl
 """
 
 import argparse
