@@ -22,6 +22,11 @@ CONV_LAYERS = (
 )
 
 
+def padding_mask(lengths: Tensor, steps: int) -> Tensor:
+    """(batch, steps) booleans, True on the padded steps after each utterance's length."""
+    return torch.arange(steps, device=lengths.device)[None, :] >= lengths[:, None]
+
+
 def conv_output_size(size: Tensor | int, kernel: int, stride: int, padding: int) -> Tensor | int:
     if isinstance(size, Tensor):
         return torch.div(size + 2 * padding - kernel, stride, rounding_mode="floor") + 1
@@ -48,8 +53,7 @@ class MaskedConv(nn.Module):
             x = layer(x)
             if isinstance(layer, nn.Conv2d):
                 lengths = conv_output_size(lengths, layer.kernel_size[1], layer.stride[1], layer.padding[1])
-            mask = torch.arange(x.shape[3], device=x.device)[None, :] >= lengths[:, None]
-            x = x.masked_fill(mask[:, None, None, :], 0.0)
+            x = x.masked_fill(padding_mask(lengths, x.shape[3])[:, None, None, :], 0.0)
         return x, lengths
 
 
@@ -65,12 +69,11 @@ class SequenceWise(nn.Module):
         return self.module(x.reshape(time * batch, -1)).reshape(time, batch, -1)
 
 
-def reverse_within_lengths(x: Tensor, lengths: Tensor) -> Tensor:
-    """Reverse each (time, batch, ...) sequence within its own length; padding stays at the end."""
-    time = torch.arange(x.shape[0], device=x.device)[:, None]
-    lengths = lengths.to(x.device)[None, :]
-    index = torch.where(time < lengths, lengths - 1 - time, time)
-    return x.gather(0, index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x))
+def reversal_index(lengths: Tensor, padding: Tensor) -> Tensor:
+    """(time, batch) source steps that reverse each utterance within its own length (padding stays put);
+    `padding` is the layer's (time, batch) padding mask. Reversing twice is the identity."""
+    time = torch.arange(padding.shape[0], device=padding.device)[:, None]
+    return torch.where(padding, time, lengths[None, :] - 1 - time)
 
 
 class BatchRNN(nn.Module):
@@ -101,14 +104,15 @@ class BatchRNN(nn.Module):
         """x: (time, batch, features)."""
         if self.batch_norm is not None:
             x = self.batch_norm(x)
+        lengths = lengths.to(x.device)
+        padding = padding_mask(lengths, x.shape[0]).t()  # (time, batch)
         if self.bidirectional:
+            index = reversal_index(lengths, padding)[:, :, None]
             forward = self._run_direction(x, "")
-            backward = reverse_within_lengths(self._run_direction(reverse_within_lengths(x, lengths), "_reverse"),
-                                              lengths)
-            x = forward + backward
+            backward = self._run_direction(x.gather(0, index.expand_as(x)), "_reverse")
+            x = forward + backward.gather(0, index.expand_as(backward))
         else:
             x, _ = self.rnn(x)
-        padding = torch.arange(x.shape[0], device=x.device)[:, None] >= lengths.to(x.device)[None, :]
         return x.masked_fill(padding[:, :, None], 0.0)
 
 
