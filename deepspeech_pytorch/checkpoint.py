@@ -11,7 +11,7 @@ import os
 import pickle
 import random
 import tempfile
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -88,6 +88,40 @@ def build_model(state: Dict[str, Any], path: str = "checkpoint") -> Tuple[DeepSp
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not match the stored model config ({str(error).splitlines()[0]})") from None
     return model, alphabet, feature_config
+
+
+def average_checkpoints(paths: Sequence[str]) -> Dict[str, Any]:
+    """The mean of the weights of several checkpoints of one model, e.g. the last few of an annealed run:
+    the average sits nearer the middle of the region they wander over and usually decodes a little better
+    than any one of them. Integer buffers (BatchNorm batch counters), the configs and the training recipe
+    come from the last checkpoint. The result is an inference checkpoint (no optimizer or RNG state)."""
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    states = [load_checkpoint(path) for path in paths]
+    last, last_path = states[-1], paths[-1]
+    for state, path in zip(states, paths):
+        for key in ("model_config", "feature_config", "labels"):
+            if state.get(key) != last.get(key):
+                raise CheckpointError(f"{path}: its {key} differs from {last_path}'s; only one model's checkpoints average")
+        if set(state["model_state"]) != set(last["model_state"]):
+            raise CheckpointError(f"{path}: its weights have other names than {last_path}'s")
+    averaged = {}
+    for name, final in last["model_state"].items():
+        tensors = [state["model_state"][name] for state in states]
+        if any(tensor.shape != final.shape for tensor in tensors):
+            raise CheckpointError(f"{name}: shapes differ between the checkpoints")
+        if final.is_floating_point():
+            total = torch.zeros_like(final, dtype=torch.float64)
+            for tensor in tensors:
+                total += tensor.to(torch.float64)
+            averaged[name] = (total / len(tensors)).to(final.dtype)
+        else:
+            averaged[name] = final.clone()
+    result = {"model_state": averaged, "averaged_from": [os.path.abspath(path) for path in paths]}
+    for key in ("model_config", "feature_config", "labels", "config"):
+        if key in last:
+            result[key] = last[key]
+    return result
 
 
 def rng_state() -> Dict[str, Any]:

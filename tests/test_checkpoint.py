@@ -1,10 +1,13 @@
+import dataclasses
 import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from deepspeech_pytorch.checkpoint import (CheckpointError, build_model, load_checkpoint, model_state,
+from deepspeech_pytorch.checkpoint import (CheckpointError, average_checkpoints, build_model, load_checkpoint, model_state,
                                            restore_rng_state, rng_state, save_checkpoint)
 from deepspeech_pytorch.configs import PRESETS, FeatureConfig
 from deepspeech_pytorch.labels import Alphabet
@@ -68,3 +71,53 @@ def test_rng_state_round_trip():
     first = torch.rand(3)
     restore_rng_state(state)
     torch.testing.assert_close(torch.rand(3), first)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def checkpoint_of_seed(path, seed, config=PRESETS["ds2_tiny"], batches=0):
+    torch.manual_seed(seed)
+    model = DeepSpeech2(config, 161, 29)
+    model.train()
+    for _ in range(batches):  # moves BatchNorm statistics and counters
+        model(torch.randn(2, 161, 40), torch.tensor([40, 30]))
+    save_checkpoint(str(path), {**model_state(model, config, FeatureConfig(), Alphabet()), "epoch": seed,
+                                "config": {"seed": seed}})
+    return model.state_dict()
+
+
+def test_average_of_checkpoints_is_the_mean_weight_and_loads(tmp_path):
+    first = checkpoint_of_seed(tmp_path / "a.pt", 1, batches=1)
+    last = checkpoint_of_seed(tmp_path / "b.pt", 2, batches=3)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "average_checkpoints.py"),
+                             str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--output", str(tmp_path / "avg.pt")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    state = load_checkpoint(str(tmp_path / "avg.pt"))
+    floats = [name for name, value in last.items() if value.is_floating_point()]
+    assert floats and any(not torch.equal(first[name], last[name]) for name in floats)
+    for name in floats:
+        torch.testing.assert_close(state["model_state"][name], (first[name] + last[name]) / 2)
+    counters = [name for name in last if name.endswith("num_batches_tracked")]
+    assert counters and all(int(state["model_state"][name]) == 3 for name in counters)
+    assert state["config"] == {"seed": 2} and "optimizer" not in state and "epoch" not in state
+    assert state["averaged_from"] == [str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]
+    model, _, _ = build_model(state)
+    with torch.no_grad():
+        assert torch.isfinite(model.eval()(torch.randn(1, 161, 40), torch.tensor([40]))[0]).all()
+
+
+def test_averaging_refuses_checkpoints_of_different_models(tmp_path):
+    checkpoint_of_seed(tmp_path / "a.pt", 1)
+    wider = dataclasses.replace(PRESETS["ds2_tiny"], hidden_size=PRESETS["ds2_tiny"].hidden_size * 2)
+    checkpoint_of_seed(tmp_path / "wide.pt", 2, config=wider)
+    with pytest.raises(CheckpointError, match="a.pt: its model_config differs from .*wide.pt"):
+        average_checkpoints([str(tmp_path / "a.pt"), str(tmp_path / "wide.pt")])
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        average_checkpoints([])
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "average_checkpoints.py"),
+                             str(tmp_path / "a.pt"), str(tmp_path / "missing.pt"), "--output", str(tmp_path / "o.pt")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "missing.pt: checkpoint not found" in result.stderr
+    assert not (tmp_path / "o.pt").exists()
