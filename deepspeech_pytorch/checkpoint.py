@@ -102,7 +102,8 @@ def average_checkpoints(paths: Sequence[str]) -> Dict[str, Any]:
     for state, path in zip(states, paths):
         for key in ("model_config", "feature_config", "labels"):
             if state.get(key) != last.get(key):
-                raise CheckpointError(f"{path}: its {key} differs from {last_path}'s; only one model's checkpoints average")
+                raise CheckpointError(f"{path}: its {key} differs from {last_path}'s; "
+                                      "only checkpoints of one model can be averaged")
         if set(state["model_state"]) != set(last["model_state"]):
             raise CheckpointError(f"{path}: its weights have other names than {last_path}'s")
     averaged = {}

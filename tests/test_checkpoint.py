@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from deepspeech_pytorch.checkpoint import (CheckpointError, average_checkpoints, build_model, load_checkpoint, model_state,
-                                           restore_rng_state, rng_state, save_checkpoint)
+from deepspeech_pytorch.checkpoint import (CheckpointError, average_checkpoints, build_model, load_checkpoint,
+                                           model_state, restore_rng_state, rng_state, save_checkpoint)
 from deepspeech_pytorch.configs import PRESETS, FeatureConfig
 from deepspeech_pytorch.labels import Alphabet
 from deepspeech_pytorch.model import DeepSpeech2
