@@ -16,10 +16,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from omegaconf import OmegaConf
 
-from deepspeech_pytorch.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from deepspeech_pytorch.checkpoint import (INFERENCE_KEYS, CheckpointError, build_model, load_checkpoint,
+                                           save_checkpoint)
 from deepspeech_pytorch.inference import LM_SETTINGS_SUFFIX, Transcriber, load_model
-
-INFERENCE_KEYS = ("model_state", "model_config", "feature_config", "labels")
 
 
 @dataclass

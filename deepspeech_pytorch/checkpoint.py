@@ -21,6 +21,9 @@ from deepspeech_pytorch.labels import Alphabet
 from deepspeech_pytorch.model import DeepSpeech2
 
 FORMAT_VERSION = 1
+# What describes the model beside its weights; with "model_state", all that inference needs.
+MODEL_DESCRIPTION_KEYS = ("model_config", "feature_config", "labels")
+INFERENCE_KEYS = ("model_state", *MODEL_DESCRIPTION_KEYS)
 
 
 class CheckpointError(ValueError):
@@ -100,7 +103,7 @@ def average_checkpoints(paths: Sequence[str]) -> Dict[str, Any]:
     states = [load_checkpoint(path) for path in paths]
     last, last_path = states[-1], paths[-1]
     for state, path in zip(states, paths):
-        for key in ("model_config", "feature_config", "labels"):
+        for key in MODEL_DESCRIPTION_KEYS:
             if state.get(key) != last.get(key):
                 raise CheckpointError(f"{path}: its {key} differs from {last_path}'s; "
                                       "only checkpoints of one model can be averaged")
@@ -111,15 +114,10 @@ def average_checkpoints(paths: Sequence[str]) -> Dict[str, Any]:
         tensors = [state["model_state"][name] for state in states]
         if any(tensor.shape != final.shape for tensor in tensors):
             raise CheckpointError(f"{name}: shapes differ between the checkpoints")
-        if final.is_floating_point():
-            total = torch.zeros_like(final, dtype=torch.float64)
-            for tensor in tensors:
-                total += tensor.to(torch.float64)
-            averaged[name] = (total / len(tensors)).to(final.dtype)
-        else:
-            averaged[name] = final.clone()
+        averaged[name] = (torch.stack(tensors).double().mean(0).to(final.dtype) if final.is_floating_point()
+                          else final.clone())
     result = {"model_state": averaged, "averaged_from": [os.path.abspath(path) for path in paths]}
-    for key in ("model_config", "feature_config", "labels", "config"):
+    for key in (*MODEL_DESCRIPTION_KEYS, "config"):
         if key in last:
             result[key] = last[key]
     return result

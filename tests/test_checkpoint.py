@@ -14,11 +14,18 @@ from deepspeech_pytorch.labels import Alphabet
 from deepspeech_pytorch.model import DeepSpeech2
 
 
-def tiny_checkpoint(path):
-    torch.manual_seed(0)
-    model = DeepSpeech2(PRESETS["ds2_tiny"], 161, 29).eval()
-    save_checkpoint(str(path), {**model_state(model, PRESETS["ds2_tiny"], FeatureConfig(), Alphabet()), "epoch": 3})
-    return model
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_checkpoint(path, seed=0, config=PRESETS["ds2_tiny"], batches=0):
+    """A small model's checkpoint; `batches` training-mode passes move its BatchNorm statistics and counters."""
+    torch.manual_seed(seed)
+    model = DeepSpeech2(config, 161, 29)
+    for _ in range(batches):
+        model(torch.randn(2, 161, 40), torch.tensor([40, 30]))
+    save_checkpoint(str(path), {**model_state(model, config, FeatureConfig(), Alphabet()), "epoch": 3,
+                                "config": {"seed": seed}})
+    return model.eval()
 
 
 def test_round_trip_gives_identical_outputs(tmp_path):
@@ -73,23 +80,10 @@ def test_rng_state_round_trip():
     torch.testing.assert_close(torch.rand(3), first)
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def checkpoint_of_seed(path, seed, config=PRESETS["ds2_tiny"], batches=0):
-    torch.manual_seed(seed)
-    model = DeepSpeech2(config, 161, 29)
-    model.train()
-    for _ in range(batches):  # moves BatchNorm statistics and counters
-        model(torch.randn(2, 161, 40), torch.tensor([40, 30]))
-    save_checkpoint(str(path), {**model_state(model, config, FeatureConfig(), Alphabet()), "epoch": seed,
-                                "config": {"seed": seed}})
-    return model.state_dict()
-
 
 def test_average_of_checkpoints_is_the_mean_weight_and_loads(tmp_path):
-    first = checkpoint_of_seed(tmp_path / "a.pt", 1, batches=1)
-    last = checkpoint_of_seed(tmp_path / "b.pt", 2, batches=3)
+    first = tiny_checkpoint(tmp_path / "a.pt", 1, batches=1).state_dict()
+    last = tiny_checkpoint(tmp_path / "b.pt", 2, batches=3).state_dict()
     result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "average_checkpoints.py"),
                              str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--output", str(tmp_path / "avg.pt")],
                             capture_output=True, text=True, timeout=120)
@@ -109,9 +103,9 @@ def test_average_of_checkpoints_is_the_mean_weight_and_loads(tmp_path):
 
 
 def test_averaging_refuses_checkpoints_of_different_models(tmp_path):
-    checkpoint_of_seed(tmp_path / "a.pt", 1)
+    tiny_checkpoint(tmp_path / "a.pt", 1)
     wider = dataclasses.replace(PRESETS["ds2_tiny"], hidden_size=PRESETS["ds2_tiny"].hidden_size * 2)
-    checkpoint_of_seed(tmp_path / "wide.pt", 2, config=wider)
+    tiny_checkpoint(tmp_path / "wide.pt", 2, config=wider)
     with pytest.raises(CheckpointError, match="a.pt: its model_config differs from .*wide.pt"):
         average_checkpoints([str(tmp_path / "a.pt"), str(tmp_path / "wide.pt")])
     with pytest.raises(CheckpointError, match="no checkpoints"):
