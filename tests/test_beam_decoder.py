@@ -139,7 +139,10 @@ def test_n_best_lists_distinct_transcripts_best_first(lms):
     assert "the cat sad on the mat" in texts
     scores = [h.score for h in alternatives]
     assert scores == sorted(scores, reverse=True)
-    assert decode(decoder, log_probs) == alternatives[0]
+    best = decode(decoder, log_probs)
+    # the same hypothesis; its score may differ in the last bit (the search adds in another order)
+    assert (best.text, best.words) == (alternatives[0].text, alternatives[0].words)
+    assert best.score == pytest.approx(alternatives[0].score, rel=1e-9)
     assert GreedyDecoder(ALPHABET, SECONDS).decode_n_best(log_probs[None], torch.tensor([9]))[0][0].text == "the"
 
 
