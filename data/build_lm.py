@@ -26,6 +26,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--prune", type=int, nargs="*", default=[], help="count thresholds per order, e.g. 0 0 1")
     parser.add_argument("--max-words", type=int, default=None, help="keep the most frequent words only")
     parser.add_argument("--binary-type", choices=BINARY_TYPES, default="probing")
+    parser.add_argument("--quantize", type=int, default=None, metavar="BITS",
+                        help="store probabilities in BITS bits, e.g. 8 (trie binary only; about half the size)")
     parser.add_argument("--no-binary", action="store_true", help="stop at the ARPA file")
     parser.add_argument("--memory", default="1G", help="lmplz sort memory, e.g. 1G or 20%% (default: %(default)s)")
     parser.add_argument("--labels", default=None, help="JSON list of labels (default: the standard English alphabet)")
@@ -37,7 +39,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         model = build_language_model(args.text, args.output_dir, order=args.order,
                                      unit=args.unit, prune=args.prune, max_words=args.max_words,
                                      binary=not args.no_binary, binary_type=args.binary_type, alphabet=alphabet,
-                                     memory=args.memory, dev_paths=args.dev_text, name=args.name)
+                                     memory=args.memory, dev_paths=args.dev_text, name=args.name,
+                                     quantize_bits=args.quantize)
     except (KenLMMissing, LMBuildError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -31,6 +31,7 @@ CACHE_BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 UNITS = ("word", "char")
 DEFAULT_ORDER = {"word": 4, "char": MAX_LM_ORDER}
 BINARY_TYPES = ("probing", "trie")  # KenLM's data structures: probing is faster, trie smaller
+QUANTIZE_BITS = range(2, 26)  # build_binary's -q/-b: bits per stored probability and backoff (trie only)
 # A line of running text holds several sentences: cut after . ! ? when a capital letter follows.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z])")
 _FALLBACK = re.compile(r"Substituting fallback discounts for order (\d+)")  # 0: unigrams
@@ -184,11 +185,28 @@ def run_lmplz(corpus_path: str, arpa_path: str, order: int, prune: Sequence[int]
     return fallback
 
 
-def build_binary(arpa_path: str, binary_path: str, kind: str = "probing", temp_dir: Optional[str] = None) -> None:
-    """ARPA -> KenLM binary (loads in a fraction of the time, memory-mapped)."""
+def check_quantize(bits: Optional[int], kind: str) -> Optional[int]:
+    """Quantized probabilities exist only in KenLM's trie; 8 bits costs next to nothing in accuracy."""
+    if bits is None:
+        return None
+    if kind != "trie":
+        raise ValueError(f"quantizing needs the trie binary type, not {kind!r}")
+    if int(bits) not in QUANTIZE_BITS:
+        raise ValueError(f"quantize bits must be {QUANTIZE_BITS.start} to {QUANTIZE_BITS.stop - 1}, not {bits}")
+    return int(bits)
+
+
+def build_binary(arpa_path: str, binary_path: str, kind: str = "probing", temp_dir: Optional[str] = None,
+                 quantize_bits: Optional[int] = None) -> None:
+    """ARPA -> KenLM binary (loads in a fraction of the time, memory-mapped). quantize_bits stores each
+    probability and backoff in that many bits (trie only) and compresses the trie's pointers (lossless,
+    `-a 64`): the bundled 5-gram takes 14 MB instead of 31."""
     if kind not in BINARY_TYPES:
         raise ValueError(f"binary type must be one of {BINARY_TYPES}, not {kind!r}")
+    quantize_bits = check_quantize(quantize_bits, kind)
     command = [find_kenlm_binary("build_binary")]
+    if quantize_bits is not None:
+        command += ["-q", str(quantize_bits), "-b", str(quantize_bits), "-a", "64"]
     if kind == "trie":
         command += ["-T", temp_dir or tempfile.gettempdir()]
     _run(command + [kind, arpa_path, binary_path], "build_binary")
@@ -225,6 +243,7 @@ class LanguageModel:
     words: int
     vocabulary: int
     fallback_discounts: List[int] = field(default_factory=list)
+    quantize_bits: Optional[int] = None
     dev_perplexity: Optional[float] = None
     seconds: float = 0.0
 
@@ -245,13 +264,15 @@ class LanguageModel:
 def build_language_model(text_paths: Sequence[str], output_dir: str, order: Optional[int] = None, unit: str = "word",
                          prune: Sequence[int] = (), max_words: Optional[int] = None, binary: bool = True,
                          binary_type: str = "probing", alphabet: Optional[Alphabet] = None, memory: str = "1G",
-                         dev_paths: Sequence[str] = (), name: str = "lm") -> LanguageModel:
+                         dev_paths: Sequence[str] = (), name: str = "lm",
+                         quantize_bits: Optional[int] = None) -> LanguageModel:
     """Text files -> {name}.corpus.txt -> {name}.arpa -> {name}.bin, plus {name}.lexicon.txt and {name}.json.
 
     unit "word" (for lexicon search) or "char" (for lexicon-free search); order 2..6 (default 4 for
     words, 6 for characters); prune: lmplz
     count thresholds per order (e.g. [0, 0, 1] drops singleton trigrams); max_words keeps the most
-    frequent words in the LM and lexicon; memory: lmplz's sort memory (e.g. "1G", "20%").
+    frequent words in the LM and lexicon; memory: lmplz's sort memory (e.g. "1G", "20%");
+    quantize_bits: bits per probability in a trie binary (e.g. 8), None to store them whole.
     """
     started = time.monotonic()
     if unit not in UNITS:
@@ -260,6 +281,7 @@ def build_language_model(text_paths: Sequence[str], output_dir: str, order: Opti
     if not 2 <= order <= MAX_LM_ORDER:
         raise ValueError(f"order must be 2 to {MAX_LM_ORDER} (the most flashlight-text's KenLM reads), not {order}")
     prune = check_prune(prune, order)
+    quantize_bits = check_quantize(quantize_bits, binary_type) if binary else None
     if not text_paths:
         raise ValueError("no text files given")
     alphabet = alphabet or Alphabet()
@@ -284,9 +306,9 @@ def build_language_model(text_paths: Sequence[str], output_dir: str, order: Opti
                 handle.write("\n".join(words) + "\n")
         fallback = run_lmplz(corpus_path, arpa_path, order, prune, memory, vocabulary_path, temp_dir)
         if binary_path:
-            build_binary(arpa_path, binary_path, binary_type, temp_dir)
+            build_binary(arpa_path, binary_path, binary_type, temp_dir, quantize_bits)
     model = LanguageModel(unit, order, arpa_path, binary_path, lexicon_path, corpus_path, corpus.sentences,
-                          corpus.skipped, corpus.words, len(words), fallback)
+                          corpus.skipped, corpus.words, len(words), fallback, quantize_bits)
     if dev_paths:
         dev = list(normalize_sentences(read_sentences(dev_paths), alphabet))
         model.dev_perplexity = round(perplexity(model.path, dev, unit), 3)

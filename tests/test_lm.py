@@ -97,6 +97,28 @@ def test_pruning_and_vocabulary_limit(tmp_path):
         ["the", "cat", "mat", "number", "on", "sat", "one", "three"]
 
 
+def test_quantized_trie_is_smaller_and_scores_nearly_alike(tmp_path):
+    require_kenlm()
+    generator = torch.Generator().manual_seed(0)
+    words = [f"w{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(300)]
+    lines = [" ".join(words[int(index)] for index in torch.randint(0, 300, (12,), generator=generator))
+             for _ in range(3000)]
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(lines) + "\n")
+    whole = lm.build_language_model([str(text)], str(tmp_path / "whole"), order=3, binary_type="trie", memory=MEMORY)
+    quantized = lm.build_language_model([str(text)], str(tmp_path / "quantized"), order=3, binary_type="trie",
+                                        quantize_bits=8, memory=MEMORY)
+    assert quantized.quantize_bits == 8 and whole.quantize_bits is None
+    assert os.path.getsize(quantized.binary) < 0.8 * os.path.getsize(whole.binary)
+    held_out = lines[:50]
+    exact, approximate = lm.perplexity(whole.binary, held_out), lm.perplexity(quantized.binary, held_out)
+    assert exact != approximate and approximate == pytest.approx(exact, rel=0.02)
+    with pytest.raises(ValueError, match="needs the trie"):
+        lm.build_language_model([str(text)], str(tmp_path / "x"), quantize_bits=8)
+    with pytest.raises(ValueError, match="quantize bits must be 2 to 25"):
+        lm.build_language_model([str(text)], str(tmp_path / "x"), binary_type="trie", quantize_bits=40)
+
+
 def test_bad_settings_and_missing_tools_are_clear(text_file, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="order must be 2 to 6"):
         lm.build_language_model([text_file], str(tmp_path), order=7)
