@@ -41,13 +41,16 @@ def inference_state(state: Dict[str, Any], name: str, half: bool = True, **metad
 def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", lm_path: Optional[str] = None,
                  lexicon_path: Optional[str] = None, alpha: Optional[float] = None, beta: Optional[float] = None,
                  samples: Sequence[Sample] = (), half: bool = True, metadata: Optional[Dict[str, Any]] = None,
-                 model_name: Optional[str] = None) -> Dict[str, Any]:
+                 model_name: Optional[str] = None, beam_size: Optional[int] = None) -> Dict[str, Any]:
     """Write `<output_dir>/<name>.pt` (+ `.lm.json`, `.lm.bin`, `.lexicon.txt` with an LM), `labels.json`,
     `config.yaml` (the training config stored in the checkpoint) and `samples/` (audio + samples.jsonl).
-    `model_name` (default: `name`) is what the model reports itself as. Returns the files written
+    `model_name` (default: `name`) is what the model reports itself as; `beam_size`, the beam alpha/beta
+    were tuned with, becomes beam search's default for this model. Returns the files written
     and their total size."""
     if lm_path is not None and (alpha is None or beta is None):
         raise ValueError("a bundled LM needs its tuned alpha and beta")
+    if beam_size is not None and (lm_path is None or int(beam_size) < 1):
+        raise ValueError("a tuned beam size must be a positive integer and comes with an LM")
     if lexicon_path is not None and lm_path is None:
         raise ValueError("a lexicon without its LM")
     state = load_checkpoint(checkpoint_path)
@@ -62,6 +65,8 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
         lm_name = f"{name}.lm{os.path.splitext(lm_path)[1] or '.bin'}"
         shutil.copyfile(lm_path, os.path.join(output_dir, lm_name))
         settings: Dict[str, Any] = {"path": lm_name, "alpha": float(alpha), "beta": float(beta)}
+        if beam_size is not None:
+            settings["beam_size"] = int(beam_size)
         written.append(os.path.join(output_dir, lm_name))
         if lexicon_path is not None:
             shutil.copyfile(lexicon_path, os.path.join(output_dir, f"{name}.lexicon.txt"))

@@ -166,7 +166,7 @@ class LanguageModelConfig:
 @dataclass
 class DecoderConfig:
     type: str = "greedy"  # greedy | beam
-    beam_size: int = 100
+    beam_size: Optional[int] = None  # null: the beam the model's own LM was tuned with, else 100
     beam_threshold: float = 25.0  # drop hypotheses scoring this far below the best
     tokens_per_frame: int = 29  # candidate labels considered per frame (top-k)
     n_best: int = 1

@@ -163,6 +163,7 @@ def read_lexicon(path: str, alphabet: Alphabet) -> List[Tuple[str, List[str]]]:
 
 DEFAULT_ALPHA = 0.5  # LM weight when neither the user nor the model's LM settings give one
 DEFAULT_BETA = 1.0  # word bonus, likewise
+DEFAULT_BEAM_SIZE = 100  # hypotheses kept per frame, likewise
 
 
 class BeamSearchDecoder:
@@ -182,7 +183,7 @@ class BeamSearchDecoder:
 
     def __init__(self, alphabet: Alphabet, seconds_per_frame: float, lm_path: Optional[str] = None,
                  lexicon_path: Optional[str] = None, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
-                 beam_size: int = 100,
+                 beam_size: int = DEFAULT_BEAM_SIZE,
                  beam_threshold: float = 25.0, tokens_per_frame: int = 29, n_best: int = 1):
         if alphabet.space not in alphabet.labels:
             raise DecoderError("beam search needs a word separator: the alphabet has no space label")
@@ -341,9 +342,10 @@ def build_decoder(config: Union[DecoderConfig, str], alphabet: Alphabet,
         config = DecoderConfig(type="beam") if isinstance(config, str) else config
         alpha = DEFAULT_ALPHA if config.lm.alpha is None else config.lm.alpha
         beta = DEFAULT_BETA if config.lm.beta is None else config.lm.beta
+        beam_size = DEFAULT_BEAM_SIZE if config.beam_size is None else config.beam_size
         return BeamSearchDecoder(alphabet, seconds_per_frame, lm_path=config.lm.path,
                                  lexicon_path=config.lm.lexicon_path, alpha=alpha, beta=beta,
-                                 beam_size=config.beam_size, beam_threshold=config.beam_threshold,
+                                 beam_size=beam_size, beam_threshold=config.beam_threshold,
                                  tokens_per_frame=config.tokens_per_frame, n_best=config.n_best)
     raise ValueError(f"unknown decoder {kind!r}; available: greedy, beam")
 

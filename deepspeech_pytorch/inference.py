@@ -44,6 +44,7 @@ class LoadedModel:
     name: str
     path: Optional[str] = None
     language_model: Optional[LanguageModelConfig] = None  # the LM shipped beside the checkpoint, if any
+    lm_beam_size: Optional[int] = None  # the beam its alpha/beta were tuned with, if the settings say
 
     @property
     def info(self) -> Dict[str, Any]:
@@ -59,7 +60,7 @@ class LoadedModel:
 
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")
-LM_SETTINGS_SUFFIX = ".lm.json"  # model.pt may ship model.lm.json: its KenLM, lexicon and tuned alpha/beta
+LM_SETTINGS_SUFFIX = ".lm.json"  # model.pt may ship model.lm.json: its KenLM, lexicon, tuned alpha/beta and beam
 
 
 def default_model_path() -> str:
@@ -78,10 +79,11 @@ def _inside(folder: str, name: str, settings_path: str) -> str:
     return os.path.join(folder, name)
 
 
-def read_lm_settings(checkpoint_path: str) -> Optional[LanguageModelConfig]:
-    """The language model shipped beside a checkpoint (`<stem>.lm.json`, paths relative to it), or None."""
+def read_lm_settings(checkpoint_path: str) -> Tuple[Optional[LanguageModelConfig], Optional[int]]:
+    """The language model shipped beside a checkpoint (`<stem>.lm.json`, paths relative to it) and the
+    beam size it was tuned with (optional in the file); (None, None) when there is none."""
     if not ships_language_model(checkpoint_path):
-        return None
+        return None, None
     settings_path = os.path.splitext(checkpoint_path)[0] + LM_SETTINGS_SUFFIX
     try:
         with open(settings_path, encoding="utf-8") as handle:
@@ -91,6 +93,9 @@ def read_lm_settings(checkpoint_path: str) -> Optional[LanguageModelConfig]:
             path=_inside(folder, raw["path"], settings_path),
             lexicon_path=_inside(folder, raw["lexicon_path"], settings_path) if raw.get("lexicon_path") else None,
             alpha=float(raw["alpha"]), beta=float(raw["beta"]))
+        beam_size = raw.get("beam_size")
+        if beam_size is not None and (isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1):
+            raise ValueError(f"beam_size must be a positive integer, not {beam_size!r}")
     except CheckpointError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -98,7 +103,7 @@ def read_lm_settings(checkpoint_path: str) -> Optional[LanguageModelConfig]:
     for file in (settings.path, settings.lexicon_path):
         if file is not None and not os.path.isfile(file):
             raise CheckpointError(f"{settings_path} names {file}, which does not exist")
-    return settings
+    return settings, beam_size
 
 
 def load_model(path: Optional[str] = None, device: Union[str, torch.device] = "cpu") -> LoadedModel:
@@ -111,12 +116,12 @@ def load_model(path: Optional[str] = None, device: Union[str, torch.device] = "c
     model, alphabet, features = build_model(state, path)
     model.to(resolve_device(device)).eval()
     name = state.get("name") or os.path.splitext(os.path.basename(path))[0]
-    return LoadedModel(model, alphabet, features, name, path, read_lm_settings(path))
+    return LoadedModel(model, alphabet, features, name, path, *read_lm_settings(path))
 
 
 def with_model_lm(decoder: Union[DecoderConfig, str], loaded: LoadedModel) -> Union[DecoderConfig, str]:
-    """Beam search given no LM files uses the model's own LM; alpha/beta left unset take its tuned
-    values. `decoder.lm.use_model_lm=false` opts out (beam search without an LM)."""
+    """Beam search given no LM files uses the model's own LM; alpha/beta and beam size left unset take
+    its tuned values. `decoder.lm.use_model_lm=false` opts out (beam search without an LM)."""
     if loaded.language_model is None:
         return decoder
     if isinstance(decoder, str):
@@ -129,7 +134,8 @@ def with_model_lm(decoder: Union[DecoderConfig, str], loaded: LoadedModel) -> Un
     own = loaded.language_model
     lm = replace(own, alpha=own.alpha if decoder.lm.alpha is None else decoder.lm.alpha,
                  beta=own.beta if decoder.lm.beta is None else decoder.lm.beta)
-    return replace(decoder, lm=lm)
+    beam_size = loaded.lm_beam_size if decoder.beam_size is None else decoder.beam_size
+    return replace(decoder, lm=lm, beam_size=beam_size)
 
 
 @dataclass

@@ -59,7 +59,7 @@ def bundle(training_checkpoint, word_lm, speech_corpus, tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("bundle"))
     samples = [Sample(e.audio_path, e.text) for e in read_manifest(speech_corpus)[:2]]
     result = bundle_model(training_checkpoint, folder, "small", word_lm.binary, word_lm.lexicon, alpha=0.7,
-                          beta=1.5, samples=samples, model_name="tiny-test")
+                          beta=1.5, samples=samples, model_name="tiny-test", beam_size=7)
     return folder, result
 
 
@@ -89,15 +89,16 @@ def test_model_lm_is_used_by_beam_search_unless_overridden(bundle, word_lm):
     assert isinstance(Transcriber(loaded).decoder, GreedyDecoder)
     beam = Transcriber(loaded, decoder="beam").decoder
     assert isinstance(beam, BeamSearchDecoder)
-    assert (beam.lm_path, beam.lexicon_path, beam.alpha, beam.beta) == (
-        os.path.join(folder, "small.lm.bin"), os.path.join(folder, "small.lexicon.txt"), 0.7, 1.5)
-    # the user's alpha wins; the unset beta still comes from the model's settings
-    tuned = Transcriber(loaded, decoder=DecoderConfig(type="beam", lm=LanguageModelConfig(alpha=2.0))).decoder
-    assert (tuned.alpha, tuned.beta) == (2.0, 1.5)
-    # an explicit LM replaces the model's, with the library defaults for unset weights
+    assert (beam.lm_path, beam.lexicon_path, beam.alpha, beam.beta, beam.beam_size) == (
+        os.path.join(folder, "small.lm.bin"), os.path.join(folder, "small.lexicon.txt"), 0.7, 1.5, 7)
+    # the user's alpha and beam win; the unset beta still comes from the model's settings
+    tuned = Transcriber(loaded, decoder=DecoderConfig(type="beam", beam_size=3,
+                                                      lm=LanguageModelConfig(alpha=2.0))).decoder
+    assert (tuned.alpha, tuned.beta, tuned.beam_size) == (2.0, 1.5, 3)
+    # an explicit LM replaces the model's, with the library defaults for unset settings
     other = LanguageModelConfig(path=word_lm.binary, lexicon_path=word_lm.lexicon)
     explicit = Transcriber(loaded, decoder=DecoderConfig(type="beam", lm=other)).decoder
-    assert (explicit.lm_path, explicit.alpha, explicit.beta) == (word_lm.binary, 0.5, 1.0)
+    assert (explicit.lm_path, explicit.alpha, explicit.beta, explicit.beam_size) == (word_lm.binary, 0.5, 1.0, 100)
 
 
 def test_broken_lm_settings_are_clear_errors(bundle, tmp_path):
@@ -110,6 +111,11 @@ def test_broken_lm_settings_are_clear_errors(bundle, tmp_path):
     (tmp_path / "m.lm.json").write_text('{"alpha": 1')
     with pytest.raises(CheckpointError, match="unreadable language-model settings"):
         load_model(str(model))
+    (tmp_path / "m.bin").write_bytes(open(os.path.join(folder, "small.lm.bin"), "rb").read())
+    for beam in (0, 2.5, "wide", True):
+        (tmp_path / "m.lm.json").write_text(json.dumps({"path": "m.bin", "alpha": 1, "beta": 1, "beam_size": beam}))
+        with pytest.raises(CheckpointError, match="beam_size must be a positive integer"):
+            load_model(str(model))
 
 
 def test_lm_settings_cannot_reach_outside_the_model_folder(bundle, tmp_path):
@@ -134,6 +140,8 @@ def test_model_lm_can_be_turned_off(bundle):
 def test_bundle_refuses_unusable_language_models(training_checkpoint, word_lm, tmp_path):
     with pytest.raises(ValueError, match="alpha and beta"):
         bundle_model(training_checkpoint, str(tmp_path), lm_path=word_lm.binary, alpha=1.0)
+    with pytest.raises(ValueError, match="comes with an LM"):
+        bundle_model(training_checkpoint, str(tmp_path), beam_size=50)
     with pytest.raises(ValueError, match="a lexicon without its LM"):
         bundle_model(training_checkpoint, str(tmp_path), lexicon_path=word_lm.lexicon)
     with pytest.raises(DecoderError, match="is a word LM"):  # a word LM needs its lexicon

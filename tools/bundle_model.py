@@ -39,6 +39,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--lexicon", help="its lexicon")
     parser.add_argument("--alpha", type=float, help="tuned LM weight")
     parser.add_argument("--beta", type=float, help="tuned word bonus")
+    parser.add_argument("--beam-size", type=int, help="the beam alpha/beta were tuned with (beam search's default)")
     parser.add_argument("--samples-manifest", help="manifest to take sample utterances from")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--sample-seconds", type=float, nargs=2, default=(2.5, 6.0), metavar=("MIN", "MAX"))
@@ -54,7 +55,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 metadata = json.load(handle)
         result = bundle_model(args.checkpoint, args.output_dir, args.name, args.lm, args.lexicon, args.alpha,
                               args.beta, samples, half=not args.full_precision, metadata=metadata,
-                              model_name=args.model_name)
+                              model_name=args.model_name, beam_size=args.beam_size)
     except (CheckpointError, DecoderError, ManifestError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
