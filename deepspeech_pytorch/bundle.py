@@ -49,7 +49,8 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
     and their total size."""
     if lm_path is not None and (alpha is None or beta is None):
         raise ValueError("a bundled LM needs its tuned alpha and beta")
-    if beam_size is not None and (lm_path is None or int(beam_size) < 1):
+    if beam_size is not None and (lm_path is None or isinstance(beam_size, bool)
+                                  or not isinstance(beam_size, int) or beam_size < 1):
         raise ValueError("a tuned beam size must be a positive integer and comes with an LM")
     if lexicon_path is not None and lm_path is None:
         raise ValueError("a lexicon without its LM")

@@ -190,8 +190,8 @@ def check_quantize(bits: Optional[int], kind: str) -> Optional[int]:
     if bits is None:
         return None
     if kind != "trie":
-        raise ValueError(f"quantizing needs the trie binary type, not {kind!r}")
-    if int(bits) not in QUANTIZE_BITS:
+        raise ValueError(f"quantizing needs the trie binary type, not {kind!r} (--binary-type trie)")
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in QUANTIZE_BITS:
         raise ValueError(f"quantize bits must be {QUANTIZE_BITS.start} to {QUANTIZE_BITS.stop - 1}, not {bits}")
     return int(bits)
 
@@ -206,6 +206,7 @@ def build_binary(arpa_path: str, binary_path: str, kind: str = "probing", temp_d
     quantize_bits = check_quantize(quantize_bits, kind)
     command = [find_kenlm_binary("build_binary")]
     if quantize_bits is not None:
+        # -a: the most bits the pointer-offset array may take (KenLM's usage suggests up to 255)
         command += ["-q", str(quantize_bits), "-b", str(quantize_bits), "-a", "64"]
     if kind == "trie":
         command += ["-T", temp_dir or tempfile.gettempdir()]
@@ -281,6 +282,8 @@ def build_language_model(text_paths: Sequence[str], output_dir: str, order: Opti
     if not 2 <= order <= MAX_LM_ORDER:
         raise ValueError(f"order must be 2 to {MAX_LM_ORDER} (the most flashlight-text's KenLM reads), not {order}")
     prune = check_prune(prune, order)
+    if quantize_bits is not None and not binary:
+        raise ValueError("quantizing applies to the binary; it cannot be combined with no binary")
     quantize_bits = check_quantize(quantize_bits, binary_type) if binary else None
     if not text_paths:
         raise ValueError("no text files given")

@@ -257,7 +257,8 @@ def describe_best(results: SearchResults) -> str:
     """The lines select_lm_params.py prints: the best pair, its errors, and the settings to use it."""
     best = results.best
     settings = results.decoder
-    overrides = f"decoder.type=beam decoder.lm.alpha={best.alpha:g} decoder.lm.beta={best.beta:g}"
+    overrides = (f"decoder.type=beam decoder.lm.alpha={best.alpha:g} decoder.lm.beta={best.beta:g} "
+                 f"decoder.beam_size={settings.beam_size}")  # alpha/beta hold for the beam they were tuned with
     if settings.lm_path:
         overrides += f" decoder.lm.path={settings.lm_path}"
     if settings.lexicon_path:

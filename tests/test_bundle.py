@@ -142,6 +142,10 @@ def test_bundle_refuses_unusable_language_models(training_checkpoint, word_lm, t
         bundle_model(training_checkpoint, str(tmp_path), lm_path=word_lm.binary, alpha=1.0)
     with pytest.raises(ValueError, match="comes with an LM"):
         bundle_model(training_checkpoint, str(tmp_path), beam_size=50)
+    for beam in (0, 2.5, True):
+        with pytest.raises(ValueError, match="must be a positive integer"):
+            bundle_model(training_checkpoint, str(tmp_path), lm_path=word_lm.binary, lexicon_path=word_lm.lexicon,
+                         alpha=1.0, beta=1.0, beam_size=beam)
     with pytest.raises(ValueError, match="a lexicon without its LM"):
         bundle_model(training_checkpoint, str(tmp_path), lexicon_path=word_lm.lexicon)
     with pytest.raises(DecoderError, match="is a word LM"):  # a word LM needs its lexicon
@@ -151,7 +155,9 @@ def test_bundle_refuses_unusable_language_models(training_checkpoint, word_lm, t
 def test_bundling_again_leaves_nothing_of_the_previous_bundle(training_checkpoint, word_lm, speech_corpus, tmp_path):
     sample = [Sample(e.audio_path, e.text) for e in read_manifest(speech_corpus)[:1]]
     bundle_model(training_checkpoint, str(tmp_path), "m", word_lm.binary, word_lm.lexicon, 1.0, 1.0, sample)
-    assert load_model(str(tmp_path / "m.pt")).language_model is not None
+    with_lm = load_model(str(tmp_path / "m.pt"))
+    assert with_lm.language_model is not None and with_lm.lm_beam_size is None
+    assert Transcriber(with_lm, decoder="beam").decoder.beam_size == 100  # no tuned beam: the default
     bundle_model(training_checkpoint, str(tmp_path), "m")
     assert load_model(str(tmp_path / "m.pt")).language_model is None
     assert sorted(os.listdir(tmp_path)) == ["config.yaml", "labels.json", "m.pt"]

@@ -115,8 +115,11 @@ def test_quantized_trie_is_smaller_and_scores_nearly_alike(tmp_path):
     assert exact != approximate and approximate == pytest.approx(exact, rel=0.02)
     with pytest.raises(ValueError, match="needs the trie"):
         lm.build_language_model([str(text)], str(tmp_path / "x"), quantize_bits=8)
-    with pytest.raises(ValueError, match="quantize bits must be 2 to 25"):
-        lm.build_language_model([str(text)], str(tmp_path / "x"), binary_type="trie", quantize_bits=40)
+    for bits in (40, 8.5, True):
+        with pytest.raises(ValueError, match="quantize bits must be 2 to 25"):
+            lm.build_language_model([str(text)], str(tmp_path / "x"), binary_type="trie", quantize_bits=bits)
+    with pytest.raises(ValueError, match="cannot be combined with no binary"):
+        lm.build_language_model([str(text)], str(tmp_path / "x"), binary=False, quantize_bits=8)
 
 
 def test_bad_settings_and_missing_tools_are_clear(text_file, tmp_path, monkeypatch):
@@ -219,7 +222,7 @@ def test_search_and_select_scripts_end_to_end(tuning_setup):
     assert select.returncode == 0, select.stderr
     best = results["best"]
     assert f"alpha={best['alpha']:g} beta={best['beta']:g}" in select.stdout
-    assert f"decoder.lm.alpha={best['alpha']:g} decoder.lm.beta={best['beta']:g}" in select.stdout
+    assert f"decoder.lm.alpha={best['alpha']:g} decoder.lm.beta={best['beta']:g} decoder.beam_size=100" in select.stdout
     with open(plot_path, "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     import matplotlib.image
