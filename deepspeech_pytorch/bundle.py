@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from deepspeech_pytorch.checkpoint import (INFERENCE_KEYS, CheckpointError, build_model, load_checkpoint,
                                            save_checkpoint)
-from deepspeech_pytorch.inference import LM_SETTINGS_SUFFIX, Transcriber, load_model
+from deepspeech_pytorch.inference import LM_SETTINGS_SUFFIX, Transcriber, check_beam_size, load_model
 
 
 @dataclass
@@ -49,9 +49,10 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
     and their total size."""
     if lm_path is not None and (alpha is None or beta is None):
         raise ValueError("a bundled LM needs its tuned alpha and beta")
-    if beam_size is not None and (lm_path is None or isinstance(beam_size, bool)
-                                  or not isinstance(beam_size, int) or beam_size < 1):
-        raise ValueError("a tuned beam size must be a positive integer and comes with an LM")
+    if beam_size is not None:
+        if lm_path is None:
+            raise ValueError("a tuned beam size comes with an LM")
+        check_beam_size(beam_size)
     if lexicon_path is not None and lm_path is None:
         raise ValueError("a lexicon without its LM")
     state = load_checkpoint(checkpoint_path)
@@ -67,7 +68,7 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
         shutil.copyfile(lm_path, os.path.join(output_dir, lm_name))
         settings: Dict[str, Any] = {"path": lm_name, "alpha": float(alpha), "beta": float(beta)}
         if beam_size is not None:
-            settings["beam_size"] = int(beam_size)
+            settings["beam_size"] = beam_size
         written.append(os.path.join(output_dir, lm_name))
         if lexicon_path is not None:
             shutil.copyfile(lexicon_path, os.path.join(output_dir, f"{name}.lexicon.txt"))

@@ -79,6 +79,13 @@ def _inside(folder: str, name: str, settings_path: str) -> str:
     return os.path.join(folder, name)
 
 
+def check_beam_size(value: Any) -> int:
+    """A tuned beam size: a true positive integer (JSON's 2.5 or true would otherwise slip through)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"beam_size must be a positive integer, not {value!r}")
+    return value
+
+
 def read_lm_settings(checkpoint_path: str) -> Tuple[Optional[LanguageModelConfig], Optional[int]]:
     """The language model shipped beside a checkpoint (`<stem>.lm.json`, paths relative to it) and the
     beam size it was tuned with (optional in the file); (None, None) when there is none."""
@@ -93,9 +100,7 @@ def read_lm_settings(checkpoint_path: str) -> Tuple[Optional[LanguageModelConfig
             path=_inside(folder, raw["path"], settings_path),
             lexicon_path=_inside(folder, raw["lexicon_path"], settings_path) if raw.get("lexicon_path") else None,
             alpha=float(raw["alpha"]), beta=float(raw["beta"]))
-        beam_size = raw.get("beam_size")
-        if beam_size is not None and (isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1):
-            raise ValueError(f"beam_size must be a positive integer, not {beam_size!r}")
+        beam_size = None if raw.get("beam_size") is None else check_beam_size(raw["beam_size"])
     except CheckpointError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as error:

@@ -193,7 +193,7 @@ def check_quantize(bits: Optional[int], kind: str) -> Optional[int]:
         raise ValueError(f"quantizing needs the trie binary type, not {kind!r} (--binary-type trie)")
     if isinstance(bits, bool) or not isinstance(bits, int) or bits not in QUANTIZE_BITS:
         raise ValueError(f"quantize bits must be {QUANTIZE_BITS.start} to {QUANTIZE_BITS.stop - 1}, not {bits}")
-    return int(bits)
+    return bits
 
 
 def build_binary(arpa_path: str, binary_path: str, kind: str = "probing", temp_dir: Optional[str] = None,
@@ -284,7 +284,7 @@ def build_language_model(text_paths: Sequence[str], output_dir: str, order: Opti
     prune = check_prune(prune, order)
     if quantize_bits is not None and not binary:
         raise ValueError("quantizing applies to the binary; it cannot be combined with no binary")
-    quantize_bits = check_quantize(quantize_bits, binary_type) if binary else None
+    quantize_bits = check_quantize(quantize_bits, binary_type)
     if not text_paths:
         raise ValueError("no text files given")
     alphabet = alphabet or Alphabet()

@@ -80,7 +80,6 @@ def test_rng_state_round_trip():
     torch.testing.assert_close(torch.rand(3), first)
 
 
-
 def test_average_of_checkpoints_is_the_mean_weight_and_loads(tmp_path):
     first = tiny_checkpoint(tmp_path / "a.pt", 1, batches=1).state_dict()
     last = tiny_checkpoint(tmp_path / "b.pt", 2, batches=3).state_dict()
