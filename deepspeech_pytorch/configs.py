@@ -52,9 +52,12 @@ PRESETS = {
     "ds2_small": ModelConfig(rnn_type="gru", hidden_size=512, hidden_layers=3, bidirectional=True),
     # The original deepspeech.pytorch default: 5 x bi-LSTM 1024 (about 86.6 M parameters).
     "ds2_original": ModelConfig(rnn_type="lstm", hidden_size=1024, hidden_layers=5, bidirectional=True),
-    # The bundled default model: 4 x bi-GRU 320 over 64 log-mel bins, sized so CPU training is
-    # feasible and CPU inference runs about 100x faster than real time.
+    # 4 x bi-GRU 320 over 64 log-mel bins (4.9 M parameters), sized so CPU training is feasible and
+    # CPU inference runs about 70-100x faster than real time: configs/bundled.yaml's preset.
     "ds2_cpu": ModelConfig(rnn_type="gru", hidden_size=320, hidden_layers=4, bidirectional=True, conv_channels=16),
+    # The bundled default model: 4 x bi-GRU 512 over 64 log-mel bins (11.9 M parameters), about 40x
+    # faster than real time on 2 CPU cores; trained on a GPU (tools/train_bundled_gpu.sh).
+    "ds2_cpu_wide": ModelConfig(rnn_type="gru", hidden_size=512, hidden_layers=4, bidirectional=True, conv_channels=16),
     # A few-hundred-thousand-parameter model for tests and quick experiments.
     "ds2_tiny": ModelConfig(rnn_type="gru", hidden_size=128, hidden_layers=2, bidirectional=True, conv_channels=16),
 }

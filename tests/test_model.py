@@ -15,6 +15,15 @@ def test_ds2_original_parameter_count():
     assert 86.0e6 < rnn < count_parameters(model) < 87.0e6  # about 86.6 M, like the original
 
 
+def test_bundled_presets_fit_the_package_budget():
+    """The bundled model ships fp16 weights beside a ~16 MB LM in a 40 MB package: both CPU presets
+    must stay under 12 M parameters (24 MB in fp16), and the wide one must really be wider."""
+    counts = {name: count_parameters(DeepSpeech2(PRESETS[name], 64, 29)) for name in ("ds2_cpu", "ds2_cpu_wide")}
+    assert counts["ds2_cpu"] == 4_885_968
+    assert counts["ds2_cpu"] < counts["ds2_cpu_wide"] < 12.0e6
+    assert PRESETS["ds2_cpu_wide"].hidden_size == 512 and PRESETS["ds2_cpu_wide"].hidden_layers == 4
+
+
 def test_output_lengths_follow_conv_arithmetic():
     model = DeepSpeech2(PRESETS["ds2_tiny"], 161, 29).eval()
     lengths = torch.tensor([200, 151, 37, 1])

@@ -2,8 +2,8 @@
 
 The bundled default model was written with:
 
-python tools/bundle_model.py --checkpoint checkpoints/bundled_stage8/best.pt --lm lm/lm.bin \
-    --lexicon lm/lm.lexicon.txt --alpha 1.0 --beta -2 --beam-size 500 --samples-manifest datasets/synthetic10h/test.jsonl
+python tools/bundle_model.py --checkpoint datasets/gpu/stage3/best.pt --lm lm/lm.bin \
+    --lexicon lm/lm.lexicon.txt --alpha 0.8 --beta -1 --beam-size 500 --samples-manifest datasets/synthetic10h/test.jsonl
 """
 
 import argparse
