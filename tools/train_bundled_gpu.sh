@@ -10,6 +10,7 @@
 # espeak-ng voices out of training too. Synthesizers: espeak-ng and flite (festival is slow to render).
 # Noise: `python data/noise.py --output-dir datasets/noise` (the shipped model used the first four
 # clips of each kind). Each stage resumes from its own last.pt when rerun after a stop.
+# A tiny smoke run on a CPU: HOURS="0.03 0.05" EPOCHS="1 1 1" DEVICE=cpu PRECISION=fp32 WORKERS=2 bash ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-datasets/gpu}
@@ -17,8 +18,10 @@ TEXT=${TEXT:-datasets/synthetic10h/train_text.txt}
 NOISE=${NOISE:-datasets/noise/noise.jsonl}
 WORKERS=${WORKERS:-16}
 PYTHON=${PYTHON:-python}
+read -r HOURS1 HOURS2 <<<"${HOURS:-22 50}"           # corpus size (all splits) for stage 1, stages 2-3
+read -r EPOCHS1 EPOCHS2 EPOCHS3 <<<"${EPOCHS:-19 4 4}"
 COMMON=(--config-name bundled preset=ds2_cpu_wide data.batch_size=64 data.num_workers=$((WORKERS - 2))
-        device=cuda precision=fp16 checkpoint.every_steps=200 augment.noise.manifest="$NOISE")
+        device=${DEVICE:-cuda} precision=${PRECISION:-fp16} checkpoint.every_steps=200 augment.noise.manifest="$NOISE")
 
 synthesize() {  # the same seed and text give a superset when the hours grow: finished files are reused
   "$PYTHON" data/synthetic.py --output-dir "$WORK/corpus" --hours "$1" --text-source "$TEXT" \
@@ -30,11 +33,11 @@ train() {
 }
 
 # Stage 1: from scratch, 19 epochs of 19.8 hours (7,315 steps).
-synthesize 22
-train epochs=19 optim.learning_rate=1.5e-3 checkpoint.directory="$WORK/stage1"
+synthesize "$HOURS1"
+train epochs="$EPOCHS1" optim.learning_rate=1.5e-3 checkpoint.directory="$WORK/stage1"
 # Stage 2: the corpus grown to 45 hours of training audio (new sentences), 4 epochs (3,496 steps).
-synthesize 50
-train epochs=4 optim.learning_rate=1e-3 checkpoint.finetune_from="$WORK/stage1/last.pt" checkpoint.directory="$WORK/stage2"
+synthesize "$HOURS2"
+train epochs="$EPOCHS2" optim.learning_rate=1e-3 checkpoint.finetune_from="$WORK/stage1/last.pt" checkpoint.directory="$WORK/stage2"
 # Stage 3: 4 more epochs at a lower peak rate (3,496 steps).
-train epochs=4 optim.learning_rate=5e-4 checkpoint.finetune_from="$WORK/stage2/best.pt" checkpoint.directory="$WORK/stage3"
+train epochs="$EPOCHS3" optim.learning_rate=5e-4 checkpoint.finetune_from="$WORK/stage2/best.pt" checkpoint.directory="$WORK/stage3"
 echo "done: $WORK/stage3/best.pt (tune alpha/beta on datasets/synthetic10h/val.jsonl, then tools/bundle_model.py)"
