@@ -139,7 +139,8 @@ class CheckpointConfig:
 @dataclass
 class TrainConfig:
     preset: str = "ds2_small"
-    model: Optional[ModelConfig] = None  # overrides the preset when given
+    model: Optional[ModelConfig] = None  # overrides the preset when given, in a YAML config (OmegaConf cannot
+    # merge command-line model.* fields into this unset node; on the command line, pick a preset)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
