@@ -20,6 +20,7 @@ from deepspeech_pytorch.decoders import Hypothesis, WordTiming, build_decoder, m
 from deepspeech_pytorch.features import seconds_per_frame, spectrogram
 from deepspeech_pytorch.labels import Alphabet
 from deepspeech_pytorch.model import DeepSpeech2, count_parameters
+from deepspeech_pytorch.vad import VadConfig, speech_segments
 
 logger = logging.getLogger(__name__)
 
@@ -176,11 +177,19 @@ def chunk_boundaries(samples: np.ndarray, sample_rate: int, chunk_seconds: float
 
 
 class Transcriber:
-    """Audio -> features -> model -> decoder -> text with word timings."""
+    """Audio -> speech segments (VAD) -> features -> model -> decoder -> text with word timings.
+
+    vad: transcribe only the stretches where someone speaks (Silero VAD), each with a little context;
+    silence and near-silence give an empty transcript. False: the whole recording, cut at quiet points
+    into chunks of at most `chunk_seconds`.
+    """
 
     def __init__(self, loaded: LoadedModel, decoder: Union[DecoderConfig, str] = "greedy", chunk_seconds: float = 30.0,
-                 batch_size: int = 8, device: Union[str, torch.device, None] = None):
+                 batch_size: int = 8, device: Union[str, torch.device, None] = None, vad: bool = True,
+                 vad_config: VadConfig = VadConfig()):
         self.loaded = loaded
+        self.vad = vad
+        self.vad_config = vad_config
         self.device = next(loaded.model.parameters()).device if device is None else resolve_device(device)
         loaded.model.to(self.device)
         self.chunk_seconds = chunk_seconds
@@ -224,14 +233,25 @@ class Transcriber:
         """Transcribe one file path, bytes, or mono float32 array at the model's rate."""
         return self.transcribe_many([audio], word_timings)[0]
 
+    def segments(self, samples: np.ndarray) -> List[Tuple[int, int]]:
+        """(start, end) samples of the pieces of one recording that go to the model, each at most about
+        `chunk_seconds` long: its speech segments with VAD, else quiet-point chunks of all of it."""
+        if not self.vad:
+            return chunk_boundaries(samples, self.sample_rate, self.chunk_seconds)
+        pieces = []
+        for start, end in speech_segments(samples, self.sample_rate, self.chunk_seconds, self.vad_config):
+            pieces.extend((start + a, start + b) for a, b in
+                          chunk_boundaries(samples[start:end], self.sample_rate, self.chunk_seconds))
+        return pieces
+
     def transcribe_many(self, audios: Sequence[Union[AudioSource, np.ndarray]], word_timings: bool = True) -> List[Transcription]:
-        """Transcribe several inputs; long ones are cut into chunks and all chunks batched together."""
+        """Transcribe several inputs; long ones are cut into pieces and all pieces batched together."""
         waveforms = [a if isinstance(a, np.ndarray) else load_audio(a, self.sample_rate) for a in audios]
         if any(len(samples) == 0 for samples in waveforms):
             raise AudioError("audio has zero length")
         pieces, owners, offsets = [], [], []
         for owner, samples in enumerate(waveforms):
-            for start, end in chunk_boundaries(samples, self.sample_rate, self.chunk_seconds):
+            for start, end in self.segments(samples):
                 pieces.append(samples[start:end])
                 owners.append(owner)
                 offsets.append(start / self.sample_rate)

@@ -1,0 +1,110 @@
+"""Silence around and between speech: the bundled model transcribes only what VAD finds spoken.
+
+Before VAD, 8 s of digital silence after a 3.7 s sentence turned it into nonsense, and 5 s of +-1 LSB
+noise came out as "ssssssssss" (the cases in shared/cases/silence-padding).
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from deepspeech_pytorch.audio import load_audio
+from deepspeech_pytorch.inference import Transcriber, load_model
+from deepspeech_pytorch.vad import speech_segments
+
+from conftest import speak
+
+RATE = 16000
+SENTENCE = "please call stella ask her to bring these things with her from the store"
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vad") / "speech.wav"
+    speak(SENTENCE, str(path))
+    return load_audio(str(path))
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_model()
+
+
+def silence(seconds):
+    return np.zeros(int(seconds * RATE), dtype=np.float32)
+
+
+def room(seconds, seed=0):
+    """A quiet room's noise floor, about -70 dBFS."""
+    return (3e-4 * np.random.default_rng(seed).standard_normal(int(seconds * RATE))).astype(np.float32)
+
+
+def padded_variants(speech):
+    return {
+        "8 s of digital silence after": (np.concatenate([speech, silence(8)]), 0.0),
+        "12 s of quiet room after": (np.concatenate([speech, room(12)]), 0.0),
+        "3 s of silence before": (np.concatenate([silence(3), speech]), 3.0),
+        "3 s of quiet room before and 5 s after": (np.concatenate([room(3, 1), speech, room(5, 2)]), 3.0),
+    }
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "beam"])
+def test_silence_around_speech_transcribes_as_the_clean_clip(bundled, speech, decoder):
+    transcriber = Transcriber(bundled, decoder=decoder)
+    clean = transcriber.transcribe(speech)
+    assert clean.text and len(clean.words) >= 10
+    for name, (audio, offset) in padded_variants(speech).items():
+        result = transcriber.transcribe(audio)
+        assert result.text == clean.text, name
+        assert result.duration == pytest.approx(len(audio) / RATE)
+        # word times stay in the file's timeline: shifted by the leading silence, within a frame or two
+        assert [w.word for w in result.words] == [w.word for w in clean.words], name
+        for padded_word, clean_word in zip(result.words, clean.words):
+            assert padded_word.start == pytest.approx(clean_word.start + offset, abs=0.05), name
+            assert padded_word.end == pytest.approx(clean_word.end + offset, abs=0.1), name
+
+
+def test_a_long_pause_between_sentences_keeps_both(bundled, speech):
+    transcriber = Transcriber(bundled)
+    clean = transcriber.transcribe(speech).text
+    both = transcriber.transcribe(np.concatenate([speech, silence(4), speech]))
+    words, expected = both.text.split(), clean.split()
+    assert len(words) == 2 * len(expected)
+    for half in (words[:len(expected)], words[len(expected):]):  # each copy as the clean clip, a word aside
+        assert sum(a != b for a, b in zip(half, expected)) <= 1
+    second_half = both.words[len(expected):]
+    assert all(w.start > len(speech) / RATE + 3.5 for w in second_half)
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "beam"])
+def test_silence_and_near_silence_give_an_empty_transcript(bundled, decoder):
+    transcriber = Transcriber(bundled, decoder=decoder)
+    near_silence = np.random.default_rng(0).integers(-1, 2, 5 * RATE).astype(np.float32) / 32768  # +-1 LSB
+    for audio in (silence(5), near_silence, room(5)):
+        result = transcriber.transcribe(audio)
+        assert result.text == "" and result.words == [] and result.duration == pytest.approx(5.0)
+
+
+def test_speech_segments_are_ordered_padded_and_bounded(speech):
+    threads = torch.get_num_threads()
+    audio = np.concatenate([silence(2), speech, silence(3), speech, room(6)])
+    segments = speech_segments(audio, RATE, max_seconds=30.0)
+    assert torch.get_num_threads() == threads  # silero-vad's import sets one thread; put back
+    assert len(segments) == 2
+    assert all(0 <= a < b <= len(audio) for a, b in segments)
+    assert segments[0][1] <= segments[1][0]
+    first_start = 2 * RATE
+    assert first_start - 0.4 * RATE <= segments[0][0] <= first_start
+    assert segments[1][1] <= (2 + 3 + 2 * len(speech) / RATE + 0.5) * RATE  # the room noise after is left out
+    # a 12 s monologue (three sentences without pauses) split under max_seconds=5 into pieces of at most ~5 s
+    long = np.concatenate([speech, speech, speech])
+    pieces = speech_segments(long, RATE, max_seconds=5.0)
+    assert len(pieces) >= 3 and all(b - a <= 5.0 * RATE for a, b in pieces)
+    assert speech_segments(silence(0.01), RATE) == [] and speech_segments(np.zeros(0, np.float32), RATE) == []
+
+
+def test_segments_at_another_sample_rate_are_in_that_rate(speech):
+    from deepspeech_pytorch.audio import resample
+    at_8k = resample(np.concatenate([silence(2), speech, silence(2)]), RATE, 8000)
+    segments = speech_segments(at_8k, 8000)
+    assert len(segments) == 1 and 2 * 8000 - 0.4 * 8000 <= segments[0][0] <= 2 * 8000
