@@ -62,3 +62,69 @@ def test_unknown_options_are_rejected():
         utterance_features(torch.randn(1000), FeatureConfig(window="kaiser"))
     with pytest.raises(ValueError, match="kind"):
         utterance_features(torch.randn(1000), FeatureConfig(kind="mfcc"))
+
+
+def _batch():
+    rng = np.random.default_rng(3)
+    a, b = (torch.from_numpy(0.1 * rng.standard_normal(n).astype(np.float32)) for n in (16000, 7000))
+    batch = torch.zeros(2, 16000)
+    batch[0], batch[1, :7000] = a, b
+    return batch, torch.tensor([16000, 7000]), (a, b)
+
+
+@pytest.mark.parametrize("kind", ["linear", "mel"])
+@pytest.mark.parametrize("mode", ["utterance", "global", "running", "none"])
+def test_feature_module_equals_the_functional_form(kind, mode):
+    from deepspeech_pytorch.features import FeatureExtractor, measure_statistics
+
+    config = FeatureConfig(kind=kind, n_mels=40)
+    config.normalization = mode
+    batch, lengths, pieces = _batch()
+    mean, std = measure_statistics(pieces, config)
+    assert mean.shape == std.shape == (config.num_features,)
+    module = FeatureExtractor(config, mean, std)
+    assert {"window", "mean", "std"} <= {name for name, _ in module.named_buffers()}
+    got, got_lengths = module(batch, lengths)
+    expected, expected_lengths = spectrogram(batch, lengths, config, mean, std)
+    torch.testing.assert_close(got, expected)
+    assert got_lengths.tolist() == expected_lengths.tolist() == [101, 44]
+    assert torch.all(got[1, :, 44:] == 0)
+    if mode == "none":
+        assert float(got[0].mean()) < -1 or float(got[0].mean()) > 0.01  # raw log features, not centred
+
+
+def test_global_statistics_normalise_each_frame_alone_and_running_ones_are_causal():
+    from deepspeech_pytorch.features import measure_statistics
+
+    batch, lengths, pieces = _batch()
+    config = FeatureConfig(kind="mel", n_mels=40)
+    mean, std = measure_statistics(pieces, config)
+    config.normalization = "global"
+    whole, _ = spectrogram(batch[:1], lengths[:1], config, mean, std)
+    assert abs(float(whole[0].mean())) < 0.2 and abs(float(whole[0].std()) - 1) < 0.2  # the stats fit their data
+    changed = batch[:1].clone()
+    changed[0, 8000:] = torch.randn(8000)
+    for mode in ("global", "running"):
+        config.normalization = mode
+        a, _ = spectrogram(batch[:1], lengths[:1], config, mean, std)
+        b, _ = spectrogram(changed, lengths[:1], config, mean, std)
+        torch.testing.assert_close(a[..., :45], b[..., :45])  # frames before the change (+ half a window)
+        assert not torch.allclose(a[..., 60:], b[..., 60:])
+    config.normalization = "utterance"  # for contrast: every frame depends on the whole utterance
+    a, _ = spectrogram(batch[:1], lengths[:1], config)
+    b, _ = spectrogram(changed, lengths[:1], config)
+    assert not torch.allclose(a[..., :45], b[..., :45])
+
+
+def test_statistics_are_required_where_the_mode_needs_them():
+    from deepspeech_pytorch.features import FeatureExtractor
+
+    config = FeatureConfig()
+    config.normalization = "global"
+    with pytest.raises(ValueError, match="statistics"):
+        FeatureExtractor(config)
+    with pytest.raises(ValueError, match="statistics"):
+        spectrogram(torch.zeros(1, 1600), torch.tensor([1600]), config)
+    config.normalization = "cmvn"
+    with pytest.raises(ValueError, match="normalization"):
+        spectrogram(torch.zeros(1, 1600), torch.tensor([1600]), config)

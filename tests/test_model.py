@@ -83,16 +83,97 @@ def test_padded_bidirectional_layer_matches_a_packed_run(rnn_type):
 
     torch.manual_seed(0)
     layer = BatchRNN(6, 5, rnn_type, bidirectional=True, batch_norm=False)
+    # the reference: one bidirectional RNN holding the same weights (checkpoint format 1's layout)
+    packed_rnn = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[rnn_type](6, 5, bidirectional=True)
+    packed_rnn.load_state_dict({**layer.rnn.state_dict(),
+                                **{f"{name}_reverse": value for name, value in layer.rnn_reverse.state_dict().items()}})
     lengths = torch.tensor([4, 9, 7])
     x = torch.randn(9, 3, 6, requires_grad=True)
     ours = layer(x, lengths)
-    packed, _ = layer.rnn(pack_padded_sequence(x, lengths, enforce_sorted=False))
+    packed, _ = packed_rnn(pack_padded_sequence(x, lengths, enforce_sorted=False))
     reference, _ = pad_packed_sequence(packed, total_length=9)
     reference = reference.view(9, 3, 2, 5).sum(dim=2)
     torch.testing.assert_close(ours, reference)
     assert torch.count_nonzero(ours[4:, 0]) == 0  # padding stays zero
     weights = torch.randn_like(reference)
-    ours_grads = torch.autograd.grad((ours * weights).sum(), [x, *layer.rnn.parameters()])
-    reference_grads = torch.autograd.grad((reference * weights).sum(), [x, *layer.rnn.parameters()])
+    ours_grads = torch.autograd.grad((ours * weights).sum(),
+                                     [x, *layer.rnn.parameters(), *layer.rnn_reverse.parameters()])
+    reference_grads = torch.autograd.grad((reference * weights).sum(), [x, *packed_rnn.parameters()])
     for got, expected in zip(ours_grads, reference_grads):
         torch.testing.assert_close(got, expected)
+
+
+def test_format_1_bundled_model_gives_its_recorded_logits_bit_for_bit():
+    """The bundled model is a format-1 checkpoint (one bidirectional nn.GRU per layer, `*_reverse` weights);
+    loaded into today's layers it must give exactly the logits the format-1 code gave on a sample."""
+    import os
+
+    from deepspeech_pytorch.audio import load_audio
+    from deepspeech_pytorch.checkpoint import build_model, load_checkpoint
+    from deepspeech_pytorch.features import spectrogram
+
+    here = os.path.dirname(__file__)
+    recorded = torch.load(os.path.join(here, "fixtures", "bundled_sample4_logits.pt"), weights_only=True)
+    root = os.path.join(here, "..", "deepspeech_pytorch", "pretrained")
+    state = load_checkpoint(os.path.join(root, "default.pt"))
+    assert any(key.endswith("_reverse") for key in state["model_state"])  # really the old layout
+    model, _, features = build_model(state)
+    samples = torch.from_numpy(load_audio(os.path.join(root, "samples", recorded["sample"])))[None]
+    feats, lengths = spectrogram(samples, torch.tensor([samples.shape[1]]), features)
+    with torch.no_grad():
+        logits, _ = model.eval()(feats, lengths)
+    assert torch.equal(logits[0], recorded["logits"])
+
+
+def _random_batch(batch=3, frames=(120, 97, 33)):
+    torch.manual_seed(1)
+    return torch.randn(batch, 161, max(frames)), torch.tensor(frames)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_model_traces_with_any_batch_and_length(bidirectional):
+    config = ModelConfig(rnn_type="gru", hidden_size=32, hidden_layers=2, bidirectional=bidirectional,
+                         lookahead_context=3, conv_channels=4)
+    model = DeepSpeech2(config, 161, 29).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, _random_batch(2, (50, 40)))
+        features, lengths = _random_batch()
+        expected, expected_lengths = model(features, lengths)
+        got, got_lengths = traced(features, lengths)
+    torch.testing.assert_close(got, expected)
+    assert torch.equal(got_lengths, expected_lengths)
+
+
+def test_model_exports_to_onnx_and_runs_in_onnx_runtime(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model = DeepSpeech2(PRESETS["ds2_tiny"], 161, 29).eval()
+    path = str(tmp_path / "model.onnx")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, _random_batch(2, (50, 40)), path, dynamo=False, opset_version=17,
+                          input_names=["features", "lengths"], output_names=["logits", "output_lengths"],
+                          dynamic_axes={"features": {0: "batch", 2: "frames"}, "lengths": {0: "batch"},
+                                        "logits": {0: "batch", 1: "time"}, "output_lengths": {0: "batch"}})
+    features, lengths = _random_batch()
+    logits, output_lengths = ort.InferenceSession(path).run(None, {"features": features.numpy(),
+                                                                   "lengths": lengths.numpy()})
+    with torch.no_grad():
+        expected, expected_lengths = model(features, lengths)
+    torch.testing.assert_close(torch.from_numpy(logits), expected, atol=1e-4, rtol=1e-4)
+    assert output_lengths.tolist() == expected_lengths.tolist()
+
+
+def test_model_dynamic_quantizes_its_recurrent_and_linear_layers():
+    import warnings
+    model = DeepSpeech2(PRESETS["ds2_tiny"], 161, 29).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8)
+    assert "Quantized" in type(quantized.rnns[0].rnn).__name__ + type(quantized.rnns[0].rnn_reverse).__name__
+    features, lengths = _random_batch()
+    with torch.no_grad():
+        expected, _ = model(features, lengths)
+        got, _ = quantized(features, lengths)
+    assert not torch.equal(got, expected)
+    assert (got - expected).abs().max() < 0.1 * expected.abs().max()

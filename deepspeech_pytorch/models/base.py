@@ -1,0 +1,65 @@
+"""The contract every acoustic model meets, so training, inference, export and streaming never name one.
+
+An acoustic model maps features to per-frame CTC logits:
+    forward(features (batch, freq, frames), lengths (batch,)) -> (logits (batch, time, classes), lengths (batch,))
+with `time_stride` input frames per output frame and `output_lengths()` giving the output lengths from the
+input lengths without running the model. Models that can stream also implement
+    initial_state(batch) -> state,  forward_chunk(features (batch, freq, frames), state) -> (logits, state)
+so that feeding a recording chunk by chunk gives the logits of one pass (the shape of torchaudio's Emformer
+`infer`, with the state passed in and out explicitly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Tuple
+
+from torch import Tensor, nn
+
+
+class StreamingNotSupported(ValueError):
+    """The model sees the whole utterance at once (e.g. bidirectional layers) and cannot stream."""
+
+
+@dataclass
+class AcousticModelConfig:
+    """Base of every model config: `architecture` names the registry entry that builds it."""
+
+    architecture: str = "?"
+
+
+class AcousticModel(nn.Module):
+    """Features in, CTC logits out. Subclasses set `config`, `num_features` and `num_classes`."""
+
+    config: AcousticModelConfig
+    num_features: int
+    num_classes: int
+
+    def forward(self, features: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def time_stride(self) -> int:
+        """Input frames per output frame."""
+        raise NotImplementedError
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """Output frames for `lengths` input frames, shape (batch,)."""
+        raise NotImplementedError
+
+    def describe(self) -> Dict[str, Any]:
+        """A short description for logs, the CLI and the server: architecture, a one-line summary,
+        parameter count, time stride and whether the model streams."""
+        return {"architecture": self.config.architecture, "summary": self.config.architecture,
+                "parameters": sum(p.numel() for p in self.parameters()), "time_stride": self.time_stride,
+                "streaming": self.can_stream}
+
+    @property
+    def can_stream(self) -> bool:
+        return False
+
+    def initial_state(self, batch: int = 1) -> Any:
+        raise StreamingNotSupported(f"{self.config.architecture} models of this configuration cannot stream")
+
+    def forward_chunk(self, features: Tensor, state: Any) -> Tuple[Tensor, Any]:
+        raise StreamingNotSupported(f"{self.config.architecture} models of this configuration cannot stream")
