@@ -11,8 +11,8 @@ from typing import List, Optional
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from deepspeech_pytorch.noise_set import NOISE_KINDS, NoiseSetError, build_noise_set
-from deepspeech_pytorch.sentences import TextSourceError
+from deepspeech_pytorch.corpora.noise_set import NOISE_KINDS, NoiseSetError, build_noise_set
+from deepspeech_pytorch.corpora.sentences import TextSourceError
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -11,9 +11,9 @@ from typing import List, Optional
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from deepspeech_pytorch.sentences import TextSourceError
-from deepspeech_pytorch.synthetic import SyntheticCorpusError, build_corpus, format_summary
-from deepspeech_pytorch.tts import ENGINES, SynthesisError, SynthesizerMissing
+from deepspeech_pytorch.corpora.sentences import TextSourceError
+from deepspeech_pytorch.corpora.synthetic import SyntheticCorpusError, build_corpus, format_summary
+from deepspeech_pytorch.corpora.tts import ENGINES, SynthesisError, SynthesizerMissing
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from deepspeech_pytorch.configs import TrainConfig
 from deepspeech_pytorch.evaluation import evaluate_manifest
 from deepspeech_pytorch.inference import Transcriber, load_model
-from deepspeech_pytorch.synthetic import build_corpus
+from deepspeech_pytorch.corpora.synthetic import build_corpus
 from deepspeech_pytorch.training import train
 
 logger = logging.getLogger(__name__)

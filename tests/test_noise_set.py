@@ -8,8 +8,8 @@ import soundfile as sf
 
 from deepspeech_pytorch.audio import SAMPLE_RATE, load_audio
 from deepspeech_pytorch.datasets import read_manifest
-from deepspeech_pytorch.noise_set import NOISE_KINDS, NoiseSetError, build_noise_set, music
-from deepspeech_pytorch.tts import BABBLE_VARIANTS, ESPEAK_VARIANTS
+from deepspeech_pytorch.corpora.noise_set import NOISE_KINDS, NoiseSetError, build_noise_set, music
+from deepspeech_pytorch.corpora.tts import BABBLE_VARIANTS, ESPEAK_VARIANTS
 
 CLIPS, SECONDS = 2, 3.0
 

@@ -14,11 +14,11 @@ import soundfile as sf
 from deepspeech_pytorch.audio import SAMPLE_RATE, load_audio
 from deepspeech_pytorch.datasets import read_manifest
 from deepspeech_pytorch.labels import Alphabet
-from deepspeech_pytorch.sentences import (
+from deepspeech_pytorch.corpora.sentences import (
     DEBIAN_SOURCES, SourceUnavailable, TextSource, TextSourceError, gather_sentences, grid_sentences,
     normalize_sentence, split_sentences)
-from deepspeech_pytorch.synthetic import SyntheticCorpusError, build_corpus, split_text, split_voices
-from deepspeech_pytorch.tts import (
+from deepspeech_pytorch.corpora.synthetic import SyntheticCorpusError, build_corpus, split_text, split_voices
+from deepspeech_pytorch.corpora.tts import (
     ENGINES, RESERVED_VOICES, SynthesizerMissing, Voice, engine_binary, is_reserved, list_voices, trim_silence)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -105,7 +105,7 @@ def test_all_sources_missing_is_an_error_naming_the_apt_packages(monkeypatch):
     sources = [TextSource(name, (f"{name}-pkg", "shared-pkg"), missing) for name in ("a", "b")]
     with pytest.raises(TextSourceError, match="apt-get install a-pkg b-pkg shared-pkg"):
         gather_sentences(sources)
-    import deepspeech_pytorch.sentences as sentences
+    import deepspeech_pytorch.corpora.sentences as sentences
     monkeypatch.setattr(sentences, "FORTUNE_DIR", "/nonexistent")
     monkeypatch.setattr(sentences, "WORDNET_DIR", "/nonexistent")
     monkeypatch.setattr(sentences, "GCIDE_FILE", "/nonexistent")

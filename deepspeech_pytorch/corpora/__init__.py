@@ -4,6 +4,9 @@ One module per corpus (`librispeech`, `an4`, `common_voice`, `ted`, `voxforge`),
 on top of the shared steps: `download` (HTTP with resume and checksums), `archive` (safe unpacking),
 `convert` (audio conversion and manifest writing) and `verify` (manifest checks). The scripts in `data/` are
 thin command lines over these, sharing their flags and error handling through `cli`.
+
+The offline speech factory lives here too: `sentences` (English text from Debian packages), `tts` (espeak-ng,
+flite, festival voices), `synthetic` (a corpus split by voice) and `noise_set` (noise clips for augmentation).
 """
 
 

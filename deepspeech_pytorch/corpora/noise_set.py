@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from deepspeech_pytorch.audio import SAMPLE_RATE, resample, write_audio
 from deepspeech_pytorch.datasets import ManifestEntry, write_manifest
-from deepspeech_pytorch.sentences import gather_sentences, interleave
-from deepspeech_pytorch.tts import BABBLE_VARIANTS, list_voices, random_prosody, synthesize, trim_silence
+from deepspeech_pytorch.corpora.sentences import gather_sentences, interleave
+from deepspeech_pytorch.corpora.tts import BABBLE_VARIANTS, list_voices, random_prosody, synthesize, trim_silence
 
 logger = logging.getLogger(__name__)
 

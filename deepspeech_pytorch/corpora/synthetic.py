@@ -28,8 +28,8 @@ from tqdm import tqdm
 from deepspeech_pytorch.audio import SAMPLE_RATE
 from deepspeech_pytorch.datasets import ManifestEntry, write_manifest
 from deepspeech_pytorch.labels import Alphabet
-from deepspeech_pytorch.sentences import Sentence, TextSource, gather_sentences, interleave, vocabulary
-from deepspeech_pytorch.tts import (ENGINES, RenderJob, SynthesisError, Voice, is_reserved, list_voices,
+from deepspeech_pytorch.corpora.sentences import Sentence, TextSource, gather_sentences, interleave, vocabulary
+from deepspeech_pytorch.corpora.tts import (ENGINES, RenderJob, SynthesisError, Voice, is_reserved, list_voices,
                                     random_prosody, render)
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def _executor(workers: int):
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     if method == "forkserver":
-        context.set_forkserver_preload(["deepspeech_pytorch.tts"])
+        context.set_forkserver_preload(["deepspeech_pytorch.corpora.tts"])
     return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
