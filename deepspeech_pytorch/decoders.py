@@ -18,13 +18,13 @@ from __future__ import annotations
 import copy
 import math
 import os
-from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from deepspeech_pytorch.configs import DecoderConfig
+from deepspeech_pytorch.configs import DecoderConfig, LanguageModelConfig
 from deepspeech_pytorch.labels import Alphabet
 
 WORD_SEPARATOR = "|"  # the alphabet's space as flashlight, lexicons and character LMs spell it
@@ -332,14 +332,59 @@ class BeamSearchDecoder:
         return Hypothesis(text, words, float(result.score))
 
 
-def build_decoder(config: Union[DecoderConfig, str], alphabet: Alphabet,
-                  seconds_per_frame: float) -> Union[GreedyDecoder, BeamSearchDecoder]:
-    """The decoder a DecoderConfig (or just its type name; "beam" alone: no LM) asks for."""
-    kind = config if isinstance(config, str) else config.type
-    if kind == "greedy":
+class Decoder(Protocol):
+    """What every decoder offers: log-probabilities (batch, time, classes) and valid lengths (batch,) in,
+    one hypothesis per utterance (or the n best) out, with word times in seconds from the first frame."""
+
+    def decode(self, log_probs: Tensor, lengths: Tensor) -> List[Hypothesis]: ...
+
+    def decode_n_best(self, log_probs: Tensor, lengths: Tensor) -> List[List[Hypothesis]]: ...
+
+
+@dataclass(frozen=True)
+class ModelLanguageModel:
+    """The language model a model folder ships (`<stem>.lm.json`): its files and tuned alpha/beta, and the
+    beam size they were tuned with, if recorded."""
+
+    settings: LanguageModelConfig
+    beam_size: Optional[int] = None
+
+
+def resolve_decoder(config: Union[DecoderConfig, str], model_lm: Optional[ModelLanguageModel] = None) -> DecoderConfig:
+    """The one place a decoder request meets the model's own LM. A type name stands for its default config.
+    Beam search given no LM files uses the model's LM; alpha/beta and beam size left unset take its tuned
+    values; `lm.use_model_lm=false` searches without it."""
+    config = DecoderConfig(type=config) if isinstance(config, str) else config
+    lm = config.lm
+    if model_lm is None or config.type != "beam" or lm.path is not None or lm.lexicon_path is not None \
+            or not lm.use_model_lm:
+        return config
+    own = model_lm.settings
+    lm = replace(own, alpha=own.alpha if lm.alpha is None else lm.alpha, beta=own.beta if lm.beta is None else lm.beta)
+    beam_size = model_lm.beam_size if config.beam_size is None else config.beam_size
+    return replace(config, lm=lm, beam_size=beam_size)
+
+
+def decoder_choices(config: DecoderConfig, model_has_lm: bool = False) -> Dict[str, DecoderConfig]:
+    """The decoders a service offers for a configured decoder: greedy always; beam when configured with a
+    language model, when the model ships one, or explicitly with decoder.type=beam. Raises ValueError when
+    the configured type is not among them."""
+    choices: Dict[str, DecoderConfig] = {"greedy": replace(config, type="greedy")}
+    if config.type == "beam" or config.lm.path or model_has_lm:
+        choices["beam"] = replace(config, type="beam")
+    if config.type not in choices:
+        raise ValueError(f"decoder.type={config.type!r} is not a decoder on offer; choose greedy or beam")
+    return choices
+
+
+def build_decoder(config: Union[DecoderConfig, str], alphabet: Alphabet, seconds_per_frame: float,
+                  model_lm: Optional[ModelLanguageModel] = None) -> Decoder:
+    """The decoder a DecoderConfig (or just its type name; "beam" alone: no LM) asks for, with the model's own
+    LM filled in where the config leaves it to the model (see `resolve_decoder`)."""
+    config = resolve_decoder(config, model_lm)
+    if config.type == "greedy":
         return GreedyDecoder(alphabet, seconds_per_frame)
-    if kind == "beam":
-        config = DecoderConfig(type="beam") if isinstance(config, str) else config
+    if config.type == "beam":
         alpha = DEFAULT_ALPHA if config.lm.alpha is None else config.lm.alpha
         beta = DEFAULT_BETA if config.lm.beta is None else config.lm.beta
         beam_size = DEFAULT_BEAM_SIZE if config.beam_size is None else config.beam_size
@@ -347,7 +392,7 @@ def build_decoder(config: Union[DecoderConfig, str], alphabet: Alphabet,
                                  lexicon_path=config.lm.lexicon_path, alpha=alpha, beta=beta,
                                  beam_size=beam_size, beam_threshold=config.beam_threshold,
                                  tokens_per_frame=config.tokens_per_frame, n_best=config.n_best)
-    raise ValueError(f"unknown decoder {kind!r}; available: greedy, beam")
+    raise ValueError(f"unknown decoder {config.type!r}; available: greedy, beam")
 
 
 def move_word_times(words: Sequence[WordTiming], offset: float) -> List[WordTiming]:

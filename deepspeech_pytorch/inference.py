@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -16,7 +16,7 @@ from torch import Tensor
 from deepspeech_pytorch.audio import AudioError, AudioSource, load_audio
 from deepspeech_pytorch.checkpoint import CheckpointError, build_model, load_checkpoint
 from deepspeech_pytorch.configs import DecoderConfig, FeatureConfig, LanguageModelConfig
-from deepspeech_pytorch.decoders import Hypothesis, WordTiming, build_decoder, move_word_times
+from deepspeech_pytorch.decoders import Hypothesis, ModelLanguageModel, WordTiming, build_decoder, move_word_times
 from deepspeech_pytorch.features import seconds_per_frame, spectrogram
 from deepspeech_pytorch.labels import Alphabet
 from deepspeech_pytorch.model import DeepSpeech2, count_parameters
@@ -46,6 +46,10 @@ class LoadedModel:
     path: Optional[str] = None
     language_model: Optional[LanguageModelConfig] = None  # the LM shipped beside the checkpoint, if any
     lm_beam_size: Optional[int] = None  # the beam its alpha/beta were tuned with, if the settings say
+
+    @property
+    def model_lm(self) -> Optional[ModelLanguageModel]:
+        return None if self.language_model is None else ModelLanguageModel(self.language_model, self.lm_beam_size)
 
     @property
     def info(self) -> Dict[str, Any]:
@@ -125,25 +129,6 @@ def load_model(path: Optional[str] = None, device: Union[str, torch.device] = "c
     return LoadedModel(model, alphabet, features, name, path, *read_lm_settings(path))
 
 
-def with_model_lm(decoder: Union[DecoderConfig, str], loaded: LoadedModel) -> Union[DecoderConfig, str]:
-    """Beam search given no LM files uses the model's own LM; alpha/beta and beam size left unset take
-    its tuned values. `decoder.lm.use_model_lm=false` opts out (beam search without an LM)."""
-    if loaded.language_model is None:
-        return decoder
-    if isinstance(decoder, str):
-        if decoder != "beam":
-            return decoder
-        decoder = DecoderConfig(type="beam")
-    lm = decoder.lm
-    if decoder.type != "beam" or lm.path is not None or lm.lexicon_path is not None or not lm.use_model_lm:
-        return decoder
-    own = loaded.language_model
-    lm = replace(own, alpha=own.alpha if decoder.lm.alpha is None else decoder.lm.alpha,
-                 beta=own.beta if decoder.lm.beta is None else decoder.lm.beta)
-    beam_size = loaded.lm_beam_size if decoder.beam_size is None else decoder.beam_size
-    return replace(decoder, lm=lm, beam_size=beam_size)
-
-
 @dataclass
 class Transcription:
     text: str
@@ -195,7 +180,7 @@ class Transcriber:
         self.chunk_seconds = chunk_seconds
         self.batch_size = batch_size
         frame_seconds = seconds_per_frame(loaded.features) * loaded.model.time_stride
-        self.decoder = build_decoder(with_model_lm(decoder, loaded), loaded.alphabet, frame_seconds)
+        self.decoder = build_decoder(decoder, loaded.alphabet, frame_seconds, loaded.model_lm)
 
     @property
     def sample_rate(self) -> int:

@@ -218,3 +218,23 @@ def test_test_and_transcribe_scripts_decode_with_beam_search(lms, speech_corpus,
                  f"decoder.lm.path={words.path}", cwd=tmp_path)
     assert result.returncode == 1 and "lexicon-free search needs a character LM" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_models_own_lm_is_resolved_in_one_place():
+    from deepspeech_pytorch.decoders import ModelLanguageModel, decoder_choices, resolve_decoder
+
+    own = ModelLanguageModel(LanguageModelConfig(path="/m/lm.bin", lexicon_path="/m/lex.txt", alpha=0.8, beta=-1.0),
+                             beam_size=500)
+    beam = resolve_decoder("beam", own)
+    assert (beam.lm.path, beam.lm.alpha, beam.lm.beta, beam.beam_size) == ("/m/lm.bin", 0.8, -1.0, 500)
+    mine = resolve_decoder(DecoderConfig(type="beam", beam_size=20, lm=LanguageModelConfig(alpha=2.0)), own)
+    assert (mine.lm.path, mine.lm.alpha, mine.lm.beta, mine.beam_size) == ("/m/lm.bin", 2.0, -1.0, 20)
+    other = resolve_decoder(DecoderConfig(type="beam", lm=LanguageModelConfig(path="x.arpa")), own)
+    assert other.lm.path == "x.arpa" and other.lm.alpha is None and other.beam_size is None
+    opted_out = resolve_decoder(DecoderConfig(type="beam", lm=LanguageModelConfig(use_model_lm=False)), own)
+    assert opted_out.lm.path is None
+    assert resolve_decoder("greedy", own).type == "greedy" and resolve_decoder("beam").lm.path is None
+    assert list(decoder_choices(DecoderConfig())) == ["greedy"]
+    assert list(decoder_choices(DecoderConfig(), model_has_lm=True)) == ["greedy", "beam"]
+    with pytest.raises(ValueError, match="not a decoder on offer"):
+        decoder_choices(DecoderConfig(type="viterbi"))

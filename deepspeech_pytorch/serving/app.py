@@ -29,7 +29,8 @@ from deepspeech_pytorch.inference import (LoadedModel, default_model_path, load_
 from deepspeech_pytorch.serving.metrics import Metrics
 from deepspeech_pytorch.serving.schemas import (NOT_READY, TRANSCRIBE_ERRORS, ApiError, ErrorResponse, HealthResponse,
                                                 ReadyResponse, TranscriptionResponse, Word)
-from deepspeech_pytorch.serving.service import TranscriptionService, check_settings, decoder_choices
+from deepspeech_pytorch.decoders import decoder_choices
+from deepspeech_pytorch.serving.service import TranscriptionService, check_settings
 from deepspeech_pytorch.serving.uploads import FORMATS, UPLOAD_FIELD, Part, decode_upload, pick_upload, read_form
 
 logger = logging.getLogger(__name__)

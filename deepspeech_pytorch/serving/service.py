@@ -7,17 +7,16 @@ decoder share a forward pass.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
 from deepspeech_pytorch.audio import AudioError
-from deepspeech_pytorch.configs import DecoderConfig, ServerConfig
-from deepspeech_pytorch.decoders import DecoderError
+from deepspeech_pytorch.configs import ServerConfig
+from deepspeech_pytorch.decoders import DecoderError, decoder_choices
 from deepspeech_pytorch.inference import LoadedModel, Transcriber, Transcription
 from deepspeech_pytorch.serving.batching import Closed, DynamicBatcher, QueueFull
 from deepspeech_pytorch.serving.metrics import Metrics
@@ -26,18 +25,6 @@ from deepspeech_pytorch.serving.schemas import ApiError
 logger = logging.getLogger(__name__)
 
 CHUNK_SECONDS = 30.0  # longer audio is cut at quiet points into chunks of at most this, as in transcribe.py
-
-
-def decoder_choices(config: DecoderConfig, model_has_lm: bool = False) -> Dict[str, Union[DecoderConfig, str]]:
-    """The decoders a server offers: greedy always; beam when configured with a language model, when
-    the model ships one (the bundled model does), or explicitly with decoder.type=beam. The configured
-    type is the default."""
-    choices: Dict[str, Union[DecoderConfig, str]] = {"greedy": "greedy"}
-    if config.type == "beam" or config.lm.path or model_has_lm:
-        choices["beam"] = dataclasses.replace(config, type="beam")
-    if config.type not in choices:
-        raise ValueError(f"decoder.type={config.type!r} is not a decoder the server offers; choose greedy or beam")
-    return choices
 
 
 def check_settings(settings: ServerConfig) -> None:
