@@ -117,7 +117,11 @@ def read_lm_settings(checkpoint_path: str) -> Tuple[Optional[LanguageModelConfig
 
 
 def load_model(path: Optional[str] = None, device: Union[str, torch.device] = "cpu") -> LoadedModel:
-    """Load a checkpoint (`path=None`: the bundled default model) in eval mode on `device`."""
+    """Load a checkpoint in eval mode on `device`: `path` is a checkpoint file, the name of a bundled model
+    (`deepspeech_pytorch.available_models()`), or None for the bundled default model."""
+    if path is not None and os.path.sep not in path and not path.endswith(".pt") \
+            and os.path.isfile(os.path.join(PRETRAINED_DIR, path + ".pt")):
+        path = os.path.join(PRETRAINED_DIR, path + ".pt")
     if path is None:
         path = default_model_path()
         if not os.path.isfile(path):

@@ -72,3 +72,21 @@ def test_stereo_44k_file_is_handled(tiny_model_path, tmp_path):
 def test_model_info(tiny_model_path):
     info = load_model(tiny_model_path).info
     assert info["architecture"] == "DeepSpeech2 2 x bi-gru 128" and info["parameters"] > 100_000
+
+
+def test_the_package_face_is_small_and_imports_no_torch():
+    import subprocess
+    import sys
+
+    probe = ("import sys, deepspeech_pytorch as d; "
+             "print('torch' in sys.modules, d.__version__, d.available_models(), sorted(d.__all__))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "False" and out[1][0].isdigit() and "['default']" in out[2]
+    import deepspeech_pytorch
+
+    result = deepspeech_pytorch.transcribe(np.zeros(16000, dtype=np.float32))
+    assert result.text == "" and result.duration == pytest.approx(1.0)
+    loaded = deepspeech_pytorch.load_model("default")
+    assert loaded.name == load_model().name and isinstance(deepspeech_pytorch.Transcriber(loaded), Transcriber)
+    with pytest.raises(AttributeError):
+        deepspeech_pytorch.no_such_thing
