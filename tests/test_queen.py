@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from deepspeech_pytorch.corpora import queen
-from deepspeech_pytorch.corpora.align import (AlignerError, LineIndex, TranscriptCache, align, char_error_rate,
+from deepspeech_pytorch.corpora.align import (AlignerError, LineIndex, Thresholds, TranscriptCache, char_error_rate,
                                               decide, match_text)
 from deepspeech_pytorch.datasets import read_manifest
 
@@ -28,7 +28,7 @@ SB_RATE = 11025
 
 # clip -> (tone Hz, seconds); 02XXXXP1 is stored as a raw SB, the others as MP3
 CLIPS = {
-    "02SSSSJ1": (300, 0.6), "02SSSSJ2": (400, 0.8), "020001J1": (500, 1.0), "020001P1": (600, 0.7),
+    "02SSSSJ1": (300, 0.6), "02SSSSJ2": (400, 0.8), "02001EJ1": (500, 1.0), "020001P1": (600, 0.7),
     "020002P1": (700, 0.9), "02XXXXP1": (800, 1.2), "C1A__011": (900, 0.5), "C1A__021": (1000, 0.6),
     "C1A__022": (1100, 1.1), "JOE00011": (1200, 1.3), "JOE00411": (1300, 0.8), "JOE00431": (1400, 0.7),
     "27SSSSSS": (1500, 0.9),
@@ -38,7 +38,7 @@ RAW_SB = "02XXXXP1"
 # what each clip's script line says, as the manifest should hold it (normalised)
 BY_NAME = {
     "02SSSSJ1": ("hello there", "joe"), "02SSSSJ2": ("how are you", "joe"),
-    "020001J1": ("nice weather today", "joe"), "020001P1": ("i'm fine", "sparky"),
+    "02001EJ1": ("nice weather today", "joe"), "020001P1": ("i'm fine", "sparky"),
     "02XXXXP1": ("back again", "sparky"), "C1A__011": ("look out", "joe"), "C1A__021": ("too late", "sparky"),
     "C1A__022": ("sorry", "sparky"), "JOE00011": ("it doesn't seem to open", "joe"),
     "JOE00411": ("it's a crate", "joe"),
@@ -100,10 +100,10 @@ def dialogue():
     assert len(dog.data) == 128  # Joe's table: 32 + levels * 96
     dog.int16(0, 0)
     dog.string("Hello there.*FLHow are you?", align=4)  # opening: hasNotString (the id field) is 0
-    dog.int16(0, 1)
+    dog.int16(0, 0x1E)  # line ids are written in hex in clip names: 02001EJ1
     dog.string("Nice weather today.", align=4)
     dog.set16(22, len(dog.data))
-    for line_id, text in ((1, "I'm fine.*24"), (2, "Who's asking?"), (2, "None of your business.")):
+    for line_id, text in ((1, "I'm fine.*24"), (2, "Who's asking, stranger?"), (2, "None of your business.")):
         dog.int16(0, line_id)
         dog.string(text, align=4)
     dog.set16(26, len(dog.data))
@@ -246,7 +246,7 @@ def test_whisper_aligner_without_faster_whisper_is_one_line_error(archive, tmp_p
 
 HEARD = {300: "Hello there", 400: "How are you?", 500: "nice weather today", 600: "I'm fine",
          700: "none of your business", 800: "Back again", 900: "Look out", 1000: "Too late", 1100: "Sorry",
-         1200: "It doesn't seem to open", 1300: "Who's asking?",  # JOE00411 is not "It's a crate"
+         1200: "It doesn't seem to open", 1300: "Who's asking stranger",  # JOE00411 is not "It's a crate"
          1400: "it cost twenty five dollars", 1500: ""}
 
 
@@ -268,15 +268,15 @@ class PitchRecognizer:
 def test_prepare_with_recognizer_confirms_repairs_and_rejects(archive, tmp_path):
     target = str(tmp_path / "out")
     recognizer = PitchRecognizer()
-    manifest = queen.prepare(target, archive, recognizer, max_cer=0.3, min_margin=0.1, progress=False)["train"]
+    manifest = queen.prepare(target, archive, recognizer, progress=False)["train"]
     records = {os.path.basename(r["audio_filepath"])[:-4]: r
                for r in map(json.loads, open(manifest, encoding="utf-8"))}
     expected = dict(BY_NAME)
     expected["020002P1"] = ("none of your business", "sparky")  # its name points to two lines: the audio chose
-    expected["JOE00411"] = ("who's asking", "sparky")  # named line contradicted; aligned to the line it speaks
+    expected["JOE00411"] = ("who's asking stranger", "sparky")  # named line contradicted: aligned to the one it speaks
     assert {clip: (r["text"], r["speaker"]) for clip, r in records.items()} == expected
     report = {r["clip"]: r for r in map(json.loads, open(os.path.join(target, "queen_alignment.jsonl")))}
-    assert report["JOE00411"]["method"] == "alignment" and report["JOE00411"]["script"] == "Who's asking?"
+    assert report["JOE00411"]["method"] == "alignment" and report["JOE00411"]["script"] == "Who's asking, stranger?"
     assert report["020002P1"]["method"] == "name" and report["020001P1"]["cer"] == 0
     assert report["JOE00431"]["method"] == "rejected" and report["27SSSSSS"]["method"] == "rejected"
     assert recognizer.calls == len(CLIPS)
@@ -288,20 +288,27 @@ def test_prepare_with_recognizer_confirms_repairs_and_rejects(archive, tmp_path)
             raise AssertionError("every transcript should come from the cache")
 
     os.remove(manifest)
-    queen.prepare(target, archive, Deaf(), max_cer=0.3, min_margin=0.1, progress=False)
+    queen.prepare(target, archive, Deaf(), progress=False)
     assert len(open(manifest).read().splitlines()) == len(expected)
 
 
 def test_threshold_decides_an_inexact_transcript(archive, tmp_path):
     heard = {**HEARD, 1200: "It doesn't seem to be open"}  # 3 edits on 23 characters: CER 0.13
-    strict = queen.prepare(str(tmp_path / "strict"), archive, PitchRecognizer(heard), max_cer=0.1,
-                           progress=False)["train"]
-    loose = queen.prepare(str(tmp_path / "loose"), archive, PitchRecognizer(heard), max_cer=0.3,
+    strict = queen.prepare(str(tmp_path / "strict"), archive, PitchRecognizer(heard),
+                           Thresholds(max_cer=0.1), progress=False)["train"]
+    loose = queen.prepare(str(tmp_path / "loose"), archive, PitchRecognizer(heard), Thresholds(max_cer=0.2),
                           progress=False)["train"]
-    assert "wav/train/JOE00011.wav" not in open(strict).read()
+    assert "wav/train/JOE00011.wav" not in open(strict).read()  # nor is another line near enough to align
     assert "wav/train/JOE00011.wav" in open(loose).read()
     report = {r["clip"]: r for r in map(json.loads, open(tmp_path / "strict" / "queen_alignment.jsonl"))}
-    assert report["JOE00011"]["method"] == "rejected" and report["JOE00011"]["cer"] == pytest.approx(3 / 23, abs=1e-4)
+    assert report["JOE00011"]["method"] == "rejected"
+    report = {r["clip"]: r for r in map(json.loads, open(tmp_path / "loose" / "queen_alignment.jsonl"))}
+    assert report["JOE00011"]["method"] == "name" and report["JOE00011"]["cer"] == pytest.approx(3 / 23, abs=1e-4)
+
+
+def test_script_rejects_negative_thresholds(archive, tmp_path):
+    result = run_script("--archive", archive, "--target-dir", str(tmp_path / "o"), "--min-margin", "-1")
+    assert result.returncode == 1 and result.stderr.startswith("error: alignment thresholds must not be negative")
 
 
 # ---------------------------------------------------------------- pieces
@@ -343,22 +350,30 @@ def test_archive_listing_and_truncated_table(archive, tmp_path):
 
 
 def test_decide_rules():
-    lines = {"a": "I'm fine.", "b": "I'm fine, thanks.", "c": "Go away!", "d": "Go away!"}
+    lines = {"a": "I'm fine, thanks.", "b": "I'm fine, thank you.", "c": "Go away, now!", "d": "Go away, now!",
+             "e": "Oh!", "f": "Get out of here.", "g": "Take the red one.", "h": "Take the bed one."}
     index = LineIndex(lines)
-    assert decide("x", "go away", index).method == "alignment"  # duplicates of one text are no rival
-    assert decide("x", "go away", index).line == "c"
-    assert decide("x", "i'm fine", index, min_margin=0.5).method == "rejected"  # "i'm fine thanks" too close
-    named = decide("x", "i'm fine", index, expected=["a"], lines=lines, min_margin=0.5)
+    aligned = decide("x", "go away now", index)
+    assert (aligned.method, aligned.line, aligned.cer) == ("alignment", "c", 0)  # a duplicate text is no rival
+    assert decide("x", "take the red one", index).method == "rejected"  # "take the bed one" is too close
+    assert decide("x", "oh", index).method == "rejected"  # too short to align
+    assert decide("x", "oh", index, thresholds=Thresholds(min_words=1)).method == "alignment"
+    named = decide("x", "i'm fine thanks", index, expected=["a"], lines=lines)
     assert (named.method, named.line, named.cer) == ("name", "a", 0)
-    beaten = decide("x", "go away", index, expected=["a"], lines=lines)
-    assert (beaten.method, beaten.line) == ("alignment", "c")  # the name is contradicted by the audio
-    assert decide("x", "", index).method == "rejected"
-    assert math.isinf(decide("x", "", index).cer)
+    loose = decide("x", "i'm find thanks", index, expected=["a"], lines=lines)  # one edit: the name holds
+    assert (loose.method, loose.line) == ("name", "a")
+    repaired = decide("x", "get out of here", index, expected=["a"], lines=lines)
+    assert (repaired.method, repaired.line) == ("alignment", "f")  # the audio says another line
+    between = decide("x", "i'm fine thank you", index, expected=["a", "b"], lines=lines)
+    assert (between.method, between.line) == ("name", "b")  # the name points to both: the audio picks one
+    unsure = decide("x", "take the red one", index, expected=["g", "h"], lines=lines)
+    assert unsure.method == "rejected"  # neither named line leads by the margin, and no other line is near
+    assert decide("x", "", index).method == "rejected" and math.isinf(decide("x", "", index).cer)
 
 
-def test_align_rejects_bad_thresholds():
+def test_thresholds_must_not_be_negative():
     with pytest.raises(ValueError, match="must not be negative"):
-        align([], lambda clip: np.zeros(1), {}, lambda s: "", max_cer=-1)
+        Thresholds(min_margin=-0.1)
 
 
 def test_transcript_cache_survives_a_cut_last_line_but_not_a_corrupt_one(tmp_path):

