@@ -1,5 +1,5 @@
 """Load test of the transcription server: throughput and latency at 1, 4 and 8 concurrent clients
-sending 5-second clips, with dynamic batching on and off, against the offline batch throughput of
+sending 5-second clips of espeak-ng speech, with dynamic batching on and off, against the offline batch throughput of
 the same model (Transcriber.transcribe_many on the same clips, in this process, before any server runs).
 
     python benchmarks/server_load.py                          # ds2_small with random weights
@@ -23,18 +23,17 @@ import time
 from typing import Dict, List, Sequence
 
 import httpx
-import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from deepspeech_pytorch.audio import write_audio  # noqa: E402
+from deepspeech_pytorch.audio import load_audio, write_audio  # noqa: E402
 from deepspeech_pytorch.checkpoint import model_state, save_checkpoint  # noqa: E402
-from deepspeech_pytorch.configs import PRESETS, FeatureConfig  # noqa: E402
+from deepspeech_pytorch.configs import FeatureConfig  # noqa: E402
 from deepspeech_pytorch.inference import Transcriber, load_model  # noqa: E402
 from deepspeech_pytorch.labels import Alphabet  # noqa: E402
-from deepspeech_pytorch.model import DeepSpeech2  # noqa: E402
+from deepspeech_pytorch.models import build_model, presets  # noqa: E402
 
 SAMPLE_RATE = 16000  # Hz
 
@@ -42,22 +41,29 @@ SAMPLE_RATE = 16000  # Hz
 def random_model(preset: str, folder: str) -> str:
     torch.manual_seed(0)
     features, alphabet = FeatureConfig(), Alphabet()
-    model = DeepSpeech2(PRESETS[preset], features.num_features, len(alphabet))
+    model = build_model(presets()[preset], features.num_features, len(alphabet))
     path = os.path.join(folder, f"{preset}_random.pt")
-    save_checkpoint(path, {**model_state(model, PRESETS[preset], features, alphabet), "name": f"{preset}_random"})
+    save_checkpoint(path, {**model_state(model, presets()[preset], features, alphabet), "name": f"{preset}_random"})
     return path
 
 
+SENTENCES = ("the quick brown fox jumps over the lazy dog while the farmer watches from the gate",
+             "please call stella and ask her to bring these things with her from the store",
+             "a large size in stockings is hard to sell but the shop keeps a few of them anyway")
+
+
 def make_clips(count: int, seconds: float, folder: str) -> List[str]:
-    """`count` WAV files of `seconds` each: quiet noise with a few tones (content does not change speed)."""
-    rng = np.random.default_rng(0)
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    """`count` WAV files of `seconds` of espeak-ng speech each (speech, so that voice-activity detection
+    passes all of it to the model as it would in real use)."""
     paths = []
     for number in range(count):
-        tone = sum(0.1 * np.sin(2 * np.pi * rng.uniform(100, 3000) * t) for _ in range(3))
-        samples = (tone + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+        raw = os.path.join(folder, f"raw{number}.wav")
+        text = " ".join(SENTENCES[(number + k) % len(SENTENCES)] for k in range(3))
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(150 + 10 * (number % 5)), "-w", raw, text], check=True)
+        samples = load_audio(raw)[: int(seconds * SAMPLE_RATE)]
         paths.append(os.path.join(folder, f"clip{number}.wav"))
         write_audio(paths[-1], samples)
+        os.remove(raw)
     return paths
 
 
@@ -66,8 +72,6 @@ class Offline:
     `batch_size`, in this process, with no HTTP."""
 
     def __init__(self, model_path: str, clips: Sequence[str], batch_size: int):
-        from deepspeech_pytorch.audio import load_audio
-
         self.transcriber = Transcriber(load_model(model_path), batch_size=batch_size)
         audio = [load_audio(path) for path in clips]
         self.batch = [audio[i % len(audio)] for i in range(batch_size)]

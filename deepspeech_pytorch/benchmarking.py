@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from deepspeech_pytorch.configs import PRESETS, FeatureConfig
+from deepspeech_pytorch.configs import FeatureConfig
 from deepspeech_pytorch.distributed import DistributedInfo, all_reduce_sum, init_distributed
 from deepspeech_pytorch.features import spectrogram
 from deepspeech_pytorch.inference import LoadedModel, Transcriber, load_model, resolve_device
 from deepspeech_pytorch.labels import Alphabet
-from deepspeech_pytorch.model import DeepSpeech2, count_parameters
+from deepspeech_pytorch.models import AcousticModel, build_model, count_parameters, presets
 
 CHARACTERS_PER_SECOND = 12  # typical speech, for CTC targets of realistic length
 AUTOCAST = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -43,10 +43,10 @@ def _timed(function: Callable[[], None], device: torch.device, warmup: int, repe
     return times
 
 
-def _model(preset: str, device: torch.device) -> DeepSpeech2:
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    return DeepSpeech2(PRESETS[preset], FeatureConfig().num_features, len(Alphabet())).to(device)
+def _model(preset: str, device: torch.device) -> AcousticModel:
+    if preset not in presets():
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(presets())}")
+    return build_model(presets()[preset], FeatureConfig().num_features, len(Alphabet())).to(device)
 
 
 def _noise(batch_size: int, seconds: float, seed: int, sample_rate: int = FeatureConfig().sample_rate) -> List[np.ndarray]:
@@ -103,8 +103,9 @@ def benchmark(preset: str = "ds2_small", batch_size: int = 8, seconds: float = 5
     train_times = _timed(_TrainingStep(copy.deepcopy(model), batch_size, seconds, target_device, seed=seed,
                                        features=features, alphabet=alphabet), target_device, warmup, repeats)
     waveforms = _noise(batch_size, seconds, seed, features.sample_rate)
+    # noise input: voice-activity detection would drop it, so the model runs on all of it
     transcriber = Transcriber(LoadedModel(model.eval(), alphabet, features, name), batch_size=batch_size,
-                              device=target_device)
+                              device=target_device, vad=False)
     infer_times = _timed(lambda: transcriber.transcribe_many(waveforms), target_device, warmup, repeats)
     infer_median = statistics.median(infer_times)
     return {
