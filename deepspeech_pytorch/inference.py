@@ -24,6 +24,7 @@ from deepspeech_pytorch.vad import VadConfig, speech_segments
 
 logger = logging.getLogger(__name__)
 
+CHUNK_SECONDS = 30.0  # the longest piece of audio given to the model at once; longer speech is split
 QUIET_SEARCH_SECONDS = 3.0  # how far back from a chunk's end to look for a quiet place to cut
 ENERGY_FRAME_SECONDS = 0.01
 
@@ -173,7 +174,7 @@ class Transcriber:
     into chunks of at most `chunk_seconds`.
     """
 
-    def __init__(self, loaded: LoadedModel, decoder: Union[DecoderConfig, str] = "greedy", chunk_seconds: float = 30.0,
+    def __init__(self, loaded: LoadedModel, decoder: Union[DecoderConfig, str] = "greedy", chunk_seconds: float = CHUNK_SECONDS,
                  batch_size: int = 8, device: Union[str, torch.device, None] = None, vad: bool = True,
                  vad_config: VadConfig = VadConfig()):
         self.loaded = loaded

@@ -17,14 +17,12 @@ import numpy as np
 from deepspeech_pytorch.audio import AudioError
 from deepspeech_pytorch.configs import ServerConfig
 from deepspeech_pytorch.decoders import DecoderError, decoder_choices
-from deepspeech_pytorch.inference import LoadedModel, Transcriber, Transcription
+from deepspeech_pytorch.inference import CHUNK_SECONDS, LoadedModel, Transcriber, Transcription
 from deepspeech_pytorch.serving.batching import Closed, DynamicBatcher, QueueFull
 from deepspeech_pytorch.serving.metrics import Metrics
 from deepspeech_pytorch.serving.schemas import ApiError
 
 logger = logging.getLogger(__name__)
-
-CHUNK_SECONDS = 30.0  # longer audio is cut at quiet points into chunks of at most this, as in transcribe.py
 
 
 def check_settings(settings: ServerConfig) -> None:
