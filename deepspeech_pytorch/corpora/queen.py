@@ -571,16 +571,41 @@ def _write_alignment_report(path: str, decisions: Mapping[str, Decision], lines:
     os.replace(temporary, path)
 
 
+def _choose_by_name(lines: Sequence[ScriptLine], named: Mapping[str, List[int]]) -> Dict[str, Tuple[int, str]]:
+    """Clip -> (line index, "name") for clips whose name points to one text; ambiguous names are skipped."""
+    chosen = {}
+    for clip, indexes in named.items():
+        texts = {clean_line(lines[i].text) for i in indexes}
+        if len(texts) == 1:
+            chosen[clip] = (indexes[0], "name")
+        else:
+            logger.warning("%s: its name points to %d different lines; skipped (align to choose)", clip, len(texts))
+    return chosen
+
+
+def _choose_by_recognizer(archive: ResourceArchive, lines: Sequence[ScriptLine], clips: Sequence[str],
+                          named: Mapping[str, List[int]], recognizer: Recognizer, thresholds: Thresholds,
+                          layout: Layout, progress: bool) -> Dict[str, Tuple[int, str]]:
+    """Clip -> (line index, method) for the clips the aligner keeps; writes queen_alignment.jsonl."""
+    candidates = {str(i): clean_line(line.text) for i, line in enumerate(lines) if clean_line(line.text) is not None}
+    expected = {clip: [str(i) for i in indexes] for clip, indexes in named.items()}
+    cache = os.path.join(layout.root, "transcripts", f"{getattr(recognizer, 'name', 'recognizer')}.jsonl")
+    decisions = align(clips, lambda clip: _load_clip(archive, clip), candidates, recognizer, expected, thresholds,
+                      cache, progress)
+    _write_alignment_report(os.path.join(layout.root, f"{CORPUS}_alignment.jsonl"), decisions, lines)
+    return {clip: (int(d.line), d.method) for clip, d in decisions.items() if d.line is not None}
+
+
 def prepare(target_dir: str, archive_path: str = DEFAULT_ARCHIVE, recognizer: Optional[Recognizer] = None,
-            thresholds: Thresholds = Thresholds(),
-            limits: DurationLimits = DurationLimits(), workers: int = 1, alphabet: Optional[Alphabet] = None,
-            progress: bool = True) -> Dict[str, str]:
+            thresholds: Thresholds = Thresholds(), limits: DurationLimits = DurationLimits(), workers: int = 1,
+            alphabet: Optional[Alphabet] = None, progress: bool = True) -> Dict[str, str]:
     """Write `<target_dir>/queen_train.jsonl` and its 16 kHz WAVs from the game's speech and script.
 
     Clips whose file name points to exactly one usable script segment are kept with that segment's text.
-    With a `recognizer` (16 kHz samples -> text; see `align.WhisperRecognizer`) every clip is transcribed:
-    named clips must be confirmed, others (or named ones that fail) may be aligned to the nearest line,
-    and `queen_alignment.jsonl` records every decision. Returns {"train": manifest path}.
+    With a `recognizer` (16 kHz samples -> text; see `align.WhisperRecognizer`) every clip is transcribed
+    (transcripts cached under `transcripts/`): named clips must be confirmed, the others (and named ones
+    that fail) may be aligned to another line under `thresholds`, and `queen_alignment.jsonl` records every
+    decision. Returns {"train": manifest path}.
     """
     alphabet = alphabet or Alphabet()
     layout = Layout(target_dir, CORPUS)
@@ -594,27 +619,10 @@ def prepare(target_dir: str, archive_path: str = DEFAULT_ARCHIVE, recognizer: Op
         named = _name_map(lines, clips)
         logger.info("%s: %d speech clips, %d script segments; %d clips named by a usable segment",
                     archive_path, len(clips), len(lines), len(named))
-        chosen: Dict[str, Tuple[int, str]] = {}  # clip -> (line index, method)
         if recognizer is None:
-            for clip, indexes in named.items():
-                texts = {clean_line(lines[i].text) for i in indexes}
-                if len(texts) == 1:
-                    chosen[clip] = (indexes[0], "name")
-                else:
-                    logger.warning("%s: its name points to %d different lines; skipped (align to choose)",
-                                   clip, len(texts))
+            chosen = _choose_by_name(lines, named)
         else:
-            candidates = {str(i): clean_line(line.text) for i, line in enumerate(lines)
-                          if clean_line(line.text) is not None}
-            expected = {clip: [str(i) for i in indexes] for clip, indexes in named.items()}
-            name = getattr(recognizer, "name", "recognizer")
-            decisions = align(clips, lambda clip: _load_clip(archive, clip), candidates, recognizer,
-                                    expected, thresholds,
-                                    os.path.join(layout.root, "transcripts", f"{name}.jsonl"), progress)
-            _write_alignment_report(os.path.join(layout.root, f"{CORPUS}_alignment.jsonl"), decisions, lines)
-            for clip, decision in decisions.items():
-                if decision.kept:
-                    chosen[clip] = (int(decision.line), decision.method)
+            chosen = _choose_by_recognizer(archive, lines, clips, named, recognizer, thresholds, layout, progress)
         kept = []
         for clip in clips:
             if clip not in chosen:
