@@ -2,26 +2,30 @@
 
 `read_form` streams a multipart/form-data body, counting bytes as they arrive and refusing the
 request (413) as soon as it passes the limit, or before reading anything when Content-Length
-already says so. `decode_upload` recognises the container from its first bytes, checks the
-declared duration before decoding, reads at most the allowed number of frames (a lying header
-cannot make it decode more) and rejects truncated files. Nothing is written to disk.
+already says so. `decode_upload` decodes through audio.load_audio (the same checks and messages as
+transcribe.py: the container recognised from its first bytes, truncated files refused, streaming
+headers read to the end), limited to the common formats and to the allowed duration: the declared
+duration is checked before decoding and at most the allowed number of frames is read. Nothing is
+written to disk.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import AsyncIterator, Dict, List, Optional
 
 import numpy as np
-import soundfile as sf
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from deepspeech_pytorch.audio import resample
+from deepspeech_pytorch.audio import (COMMON_FORMATS, AudioError, AudioTooLongError, UnsupportedAudioError,
+                                      format_names, load_audio, sniff_format)
 from deepspeech_pytorch.serving.schemas import ApiError
 
-FORMATS = "WAV, FLAC, OGG or MP3"
+__all__ = ["FORMATS", "UPLOAD_FIELD", "Part", "read_form", "pick_upload", "upload_name", "decode_upload",
+           "sniff_format"]  # sniff_format: audio's, for callers that check an upload's container themselves
+
+FORMATS = format_names(COMMON_FORMATS)  # "WAV, FLAC, OGG or MP3"
 UPLOAD_FIELD = "file"
 
 
@@ -157,85 +161,30 @@ def _named(part: Part) -> str:
     return f" {part.filename!r}" if part.filename else ""
 
 
-def sniff_format(data: bytes) -> Optional[str]:
-    """The container named by the first bytes: wav, flac, ogg, mp3, or None."""
-    if data[:4] in (b"RIFF", b"RF64") and data[8:12] == b"WAVE":
-        return "wav"
-    if data[:4] == b"fLaC":
-        return "flac"
-    if data[:4] == b"OggS":
-        return "ogg"
-    if data[:3] == b"ID3":
-        return "mp3"
-    # An MPEG audio frame header: 11 sync bits, a valid version and a valid layer.
-    if len(data) >= 2 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0 and data[1] & 0x18 != 0x08 and data[1] & 0x06:
-        return "mp3"
-    return None
-
-
-def wav_shortfall(data: bytes) -> Optional[str]:
-    """For a RIFF WAV whose data chunk claims more bytes than the upload holds: what is missing."""
-    if data[:4] != b"RIFF":
-        return None
-    position = 12
-    while position + 8 <= len(data):
-        chunk, size = data[position: position + 4], int.from_bytes(data[position + 4: position + 8], "little")
-        if chunk == b"data":
-            available = len(data) - position - 8
-            if 0 < size < 0xFFFFFFFF and size > available:  # 0 and 0xFFFFFFFF: written by a stream, size unknown
-                return f"its header declares {size} bytes of samples but the upload holds {available}"
-            return None
-        position += 8 + size + (size & 1)
-    return None
-
-
-def _decode_error(part: Part, error: Exception) -> ApiError:
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    if message.startswith("Error opening"):  # "Error opening <_io.BytesIO object at 0x..>: reason"
-        message = message.split(": ", 1)[-1]
-    return ApiError(422, "invalid_audio", f"cannot decode the uploaded file{_named(part)}: {message}")
+def upload_name(part: Part) -> str:
+    """What errors call an upload: "the uploaded file 'name.wav'" (or without a name when none was sent)."""
+    return f"the uploaded file{_named(part)}"
 
 
 def decode_upload(part: Part, sample_rate: int, max_seconds: float) -> np.ndarray:
     """Checked mono float32 samples at `sample_rate`, shape (samples,); ApiError 413/415/422 otherwise.
 
+    Decoded by audio.load_audio, so the server hears exactly what transcribe.py hears and refuses what it
+    refuses, with the same words. The server accepts only the common formats (COMMON_FORMATS), refuses
+    truncated files (an upload cut in transit can be sent again) and reads at most `max_seconds` (checked on
+    the header first: a lying header cannot make it decode more).
     Runs in a worker thread: decoding is CPU work.
     """
-    kind = sniff_format(part.data)
-    if kind is None:
-        declared = f" (declared as {part.content_type})" if part.content_type else ""
-        raise ApiError(415, "unsupported_audio_type",
-                       f"the uploaded file{_named(part)}{declared} is not {FORMATS} audio")
-    if kind == "wav":
-        shortfall = wav_shortfall(part.data)
-        if shortfall:
-            raise ApiError(422, "invalid_audio", f"the uploaded WAV file{_named(part)} is truncated: {shortfall}")
-    too_long = (f"the audio{_named(part)} is longer than this server's limit of {max_seconds:g} seconds; "
-                "split it or raise max_audio_seconds")
     try:
-        with sf.SoundFile(io.BytesIO(part.data)) as audio:
-            rate, declared_frames = audio.samplerate, audio.frames
-            if rate <= 0:
-                raise ApiError(422, "invalid_audio", f"the uploaded file{_named(part)} has sample rate {rate}")
-            if declared_frames / rate > max_seconds:
-                raise ApiError(413, "audio_too_long", f"{too_long} (its header says {declared_frames / rate:.1f} s)")
-            limit = int(max_seconds * rate) + 1  # one frame past the limit tells "too long" from "exactly at it"
-            samples = audio.read(frames=limit, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, EOFError, ValueError) as error:
-        raise _decode_error(part, error) from None
-    if len(samples) >= limit:
-        raise ApiError(413, "audio_too_long", too_long)
-    if len(samples) == 0:
-        raise ApiError(422, "invalid_audio", f"the uploaded file{_named(part)} holds no samples (zero-length audio)")
-    if kind == "flac" and len(samples) < declared_frames:
-        raise ApiError(422, "invalid_audio", f"the uploaded FLAC file{_named(part)} is truncated: its header declares "
-                                             f"{declared_frames} frames, {len(samples)} could be decoded")
-    if not np.all(np.isfinite(samples)):
-        raise ApiError(422, "invalid_audio", f"the uploaded file{_named(part)} contains NaN or infinite samples")
-    # The same steps as audio.load_audio, so the server hears exactly what transcribe.py hears.
-    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    resampled = resample(mono, rate, sample_rate)
-    if len(resampled) == 0:
-        raise ApiError(422, "invalid_audio", f"the uploaded file{_named(part)} is too short: {len(samples)} samples at "
-                                             f"{rate} Hz are none at {sample_rate} Hz")
-    return resampled
+        return load_audio(part.data, sample_rate, name=upload_name(part), max_seconds=max_seconds,
+                          formats=COMMON_FORMATS, refuse_truncated=True)
+    except UnsupportedAudioError as error:
+        declared = f" (sent as {part.content_type})" if part.content_type else ""
+        raise ApiError(415, "unsupported_audio_type", f"{error}{declared}") from None
+    except AudioTooLongError as error:
+        stated = f" (its header says {error.seconds:.1f} s)" if error.seconds is not None else ""
+        raise ApiError(413, "audio_too_long", f"the audio{_named(part)} is longer than this server's limit of "
+                                              f"{max_seconds:g} seconds{stated}; split it or raise "
+                                              "max_audio_seconds") from None
+    except AudioError as error:
+        raise ApiError(422, "invalid_audio", str(error)) from None
