@@ -7,11 +7,14 @@ A checkpoint is a plain dict of tensors and primitive types so it loads with
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pickle
 import random
+import re
 import tempfile
-from typing import Any, Dict, Optional, Sequence, Tuple
+import zipfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -30,6 +33,11 @@ class CheckpointError(ValueError):
     """A file that is not a usable checkpoint of this project."""
 
 
+CONVERT = "python tools/convert_checkpoint.py"  # the converter every message about a foreign file points to
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_SHOWN = 3  # weights named in a message before "(+N more)"
+
+
 def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
     """Write to a temporary file in the same folder, then rename: a crash never leaves half a checkpoint."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -45,19 +53,226 @@ def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
-    if not os.path.isfile(path):
+def _first_line(error: BaseException) -> str:
+    text = _ANSI.sub("", str(error)).strip()
+    return text.splitlines()[0].rstrip(" .") if text else type(error).__name__
+
+
+def _check_file(path: str) -> bytes:
+    """The first bytes of `path`, or CheckpointError saying why it is not a checkpoint file at all."""
+    if os.path.isdir(path):
+        inside = sorted(name for name in os.listdir(path) if name.endswith((".pt", ".pth", ".ckpt")))
+        hint = f"; it holds {', '.join(inside[:5])}" if inside else ""
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file; give the .pt file in it{hint}")
+    if not os.path.exists(path):
         raise CheckpointError(f"{path}: checkpoint not found")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: not a regular file (a pipe or a device?)")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({error.strerror or error})") from None
+    if not head:
+        raise CheckpointError(f"{path}: empty file (0 bytes): an interrupted download or copy?")
+    looks = _foreign_file(head, path)
+    if looks:
+        raise CheckpointError(f"{path}: not a checkpoint: it is {looks}")
+    return head
+
+
+def _foreign_file(head: bytes, path: str) -> Optional[str]:
+    """What a file that is plainly not a PyTorch checkpoint is, from its first bytes and name."""
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the file itself (run git lfs pull)"
+    if len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+        return ("a safetensors file, which holds weights without the model config and labels; "
+                f"convert it: {CONVERT} {path} --output model.pt")
+    stripped = head.lstrip().lower()
+    if stripped.startswith((b"<!doctype html", b"<html")):
+        return "an HTML page (an error page saved in place of a download?)"
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        return "a compressed archive: extract the checkpoint from it first"
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "a tar archive: extract the checkpoint from it first"
+    if path.lower().endswith(".onnx"):
+        return "an ONNX model, which this library does not load; give the PyTorch checkpoint it was exported from"
+    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":  # neither torch's zip format nor a pickle
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if sum(c.isprintable() or c in "\t\r\n" for c in text) >= 0.95 * len(text):
+            return f"a text file ({' '.join(text.split())[:40]!r})"
+    return None
+
+
+def _diagnose(path: str, head: bytes, error: BaseException) -> str:
+    """One line saying why torch.load(weights_only=True) refused `path`, and what to do about it."""
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return f"{path}: truncated or corrupt (an incomplete zip archive): an interrupted download or copy?"
+        if any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
+            return (f"{path}: a TorchScript archive (torch.jit.save), not a checkpoint; give the checkpoint the "
+                    "model was scripted from")
+    if isinstance(error, EOFError) or "truncated" in str(error) or "unexpected EOF" in str(error):
+        return f"{path}: truncated or corrupt (the data ends early): an interrupted download or copy?"
+    if isinstance(error, pickle.UnpicklingError) and "GLOBAL" in str(error):
+        from deepspeech_pytorch.conversion import describe_pickled  # late: conversion imports this module
+        return f"{path}: {describe_pickled(path)}"
+    return f"{path}: not a loadable checkpoint ({_first_line(error)})"
+
+
+def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
+    """Load a checkpoint safely (`weights_only=True`) and check everything that `build_model` reads.
+
+    Raises CheckpointError with one line naming the file, what is wrong and, for a file from elsewhere
+    (a whole pickled model, a plain state_dict, a PyTorch Lightning checkpoint), how to convert it."""
+    path = os.fspath(path)
+    head = _check_file(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({first_line})") from None
-    if not isinstance(state, dict) or "model_state" not in state or "model_config" not in state:
-        raise CheckpointError(f"{path}: not a deepspeech_pytorch checkpoint (no model_state/model_config)")
-    if state.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: written by a newer version (format {state['format_version']}); upgrade the library")
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError,
+            IndexError, KeyError, ImportError) as error:
+        raise CheckpointError(_diagnose(path, head, error)) from None
+    check_checkpoint(state, path)
     return state
+
+
+# ---- what a checkpoint must hold -------------------------------------------------------------------
+
+def _foreign_layout(state: Dict[Any, Any], path: str) -> Optional[str]:
+    """Why a loaded dict is not this project's checkpoint, when it is a known other kind."""
+    convert = f"convert it: {CONVERT} {path} --output converted.pt"
+    if "state_dict" in state and ("pytorch-lightning_version" in state or "hyper_parameters" in state):
+        return (f"a PyTorch Lightning checkpoint (of the original deepspeech.pytorch?), not this project's "
+                f"format; {convert}")
+    if "state_dict" in state and ("audio_conf" in state or "hidden_size" in state):
+        return f"a checkpoint of the original deepspeech.pytorch (before version 3); {convert}"
+    if state and all(isinstance(value, torch.Tensor) for value in state.values()):
+        example = ", ".join(repr(key) for key in list(state)[:2])
+        return (f"it holds only weights (a state_dict of {len(state)} tensors such as {example}), without the model "
+                f"config and labels; {convert} (add --labels labels.json unless the model uses the default alphabet)")
+    return None
+
+
+def check_checkpoint(state: Any, path: str = "checkpoint") -> None:
+    """Check the keys and types that `load_model` / `build_model` read: model_state (name -> finite tensor),
+    model_config and feature_config (dicts of the dataclass fields, right types and values), labels (the
+    alphabet), name and format_version. CheckpointError names the first problem."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a deepspeech_pytorch checkpoint: it holds a {type(state).__name__}, "
+                              "not a dict of weights and settings")
+    foreign = _foreign_layout(state, path) if "model_state" not in state else None
+    if foreign:
+        raise CheckpointError(f"{path}: not a deepspeech_pytorch checkpoint: {foreign}")
+    missing = [key for key in ("model_state", "model_config", "labels") if key not in state]
+    if missing:
+        what = {"model_state": "the weights", "model_config": "the model's shape", "labels": "the model's alphabet"}
+        listed = "; no ".join(f"{key}, {what[key]}" for key in missing)
+        fix = (f"; add them: {CONVERT} {path} --labels labels.json --output fixed.pt" if missing == ["labels"]
+               else "")
+        raise CheckpointError(f"{path}: not a deepspeech_pytorch checkpoint (no {listed}){fix}")
+    version = state.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{path}: format_version must be an integer, not {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer version (format {version}); upgrade the library")
+    weights = state["model_state"]
+    if not isinstance(weights, dict) or not weights:
+        raise CheckpointError(f"{path}: model_state must be a non-empty dict of weight name -> tensor, not "
+                              f"{_kind(weights)}")
+    wrong = [str(name) for name, value in weights.items()
+             if not isinstance(name, str) or not isinstance(value, torch.Tensor)]
+    if wrong:
+        raise CheckpointError(f"{path}: model_state entries that are not tensors: {_few(wrong)}")
+    broken = [name for name, value in weights.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise CheckpointError(f"{path}: weights with NaN or infinite values: {_few(broken)} (saved after training "
+                              "diverged?)")
+    _check_model_config(state["model_config"], path)
+    if state.get("feature_config") is not None:
+        _check_fields(FeatureConfig, state["feature_config"], "feature_config", path)
+    labels = state["labels"]
+    if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) for label in labels):
+        raise CheckpointError(f"{path}: labels must be a list of single characters, not {_kind(labels)}")
+    try:
+        Alphabet(labels=tuple(labels))
+    except ValueError as error:
+        raise CheckpointError(f"{path}: invalid labels ({error})") from None
+    if state.get("name") is not None and not isinstance(state["name"], str):
+        raise CheckpointError(f"{path}: name must be a string, not {_kind(state['name'])}")
+
+
+def _kind(value: Any) -> str:
+    shown = repr(value)
+    return f"{type(value).__name__} {shown[:40]}{'...' if len(shown) > 40 else ''}"
+
+
+def _few(names: Sequence[str]) -> str:
+    names = list(names)
+    more = f" (+{len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
+    return ", ".join(names[:_SHOWN]) + more
+
+
+# The values a stored config field may take, beyond its type.
+_FIELD_RULES = {
+    ("ModelConfig", "rnn_type"): (lambda v: v in ("lstm", "gru", "rnn"), "one of 'lstm', 'gru', 'rnn'"),
+    ("ModelConfig", "hidden_size"): (lambda v: v > 0, "positive"),
+    ("ModelConfig", "hidden_layers"): (lambda v: v > 0, "positive"),
+    ("ModelConfig", "lookahead_context"): (lambda v: v >= 0, "zero or more"),
+    ("ModelConfig", "conv_channels"): (lambda v: v > 0, "positive"),
+    ("FeatureConfig", "sample_rate"): (lambda v: v > 0, "positive"),
+    ("FeatureConfig", "window_size"): (lambda v: math.isfinite(v) and v > 0, "positive"),
+    ("FeatureConfig", "window_stride"): (lambda v: math.isfinite(v) and v > 0, "positive"),
+    ("FeatureConfig", "window"): (lambda v: v in ("hamming", "hann", "blackman", "bartlett"),
+                                  "one of 'hamming', 'hann', 'blackman', 'bartlett'"),
+    ("FeatureConfig", "kind"): (lambda v: v in ("linear", "mel"), "'linear' or 'mel'"),
+    ("FeatureConfig", "n_mels"): (lambda v: v > 0, "positive"),
+}
+
+
+def _type_ok(annotation: Any, value: Any) -> bool:
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    if name == "bool":
+        return isinstance(value, bool)
+    if name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if name == "str":
+        return isinstance(value, str)
+    return True
+
+
+def _check_model_config(values: Any, path: str) -> None:
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}: model_config must be a dict of ModelConfig fields, not {_kind(values)}")
+    architecture = values.get("architecture", "deepspeech2")
+    if not isinstance(architecture, str):
+        raise CheckpointError(f"{path}: model_config.architecture must be a string, not {_kind(architecture)}")
+    if architecture == "deepspeech2":
+        _check_fields(ModelConfig, {k: v for k, v in values.items() if k != "architecture"}, "model_config", path)
+
+
+def _check_fields(cls, values: Any, key: str, path: str) -> None:
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}: {key} must be a dict of {cls.__name__} fields, not {_kind(values)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(str(name) for name in set(values) - set(fields))
+    if unknown:
+        raise CheckpointError(f"{path}: unknown {key} fields {unknown} (written by another version of the library?)")
+    for name, value in values.items():
+        annotation = fields[name].type
+        if not _type_ok(annotation, value):
+            wanted = annotation if isinstance(annotation, str) else annotation.__name__
+            raise CheckpointError(f"{path}: {key}.{name} must be {wanted}, not {_kind(value)}")
+        rule = _FIELD_RULES.get((cls.__name__, name))
+        if rule and not rule[0](value):
+            raise CheckpointError(f"{path}: {key}.{name} must be {rule[1]}, not {value!r}")
 
 
 def model_state(model: torch.nn.Module, model_config: ModelConfig, feature_config: FeatureConfig,
@@ -72,24 +287,72 @@ def model_state(model: torch.nn.Module, model_config: ModelConfig, feature_confi
     }
 
 
-def _config_from_dict(cls, values: Dict[str, Any], path: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise CheckpointError(f"{path}: unknown {cls.__name__} fields {sorted(unknown)}")
-    return cls(**values)
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile wrap a model's weight names
+
+
+def _unwrapped(weights: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    for prefix in _WRAPPER_PREFIXES:
+        if weights and all(name.startswith(prefix) for name in weights):
+            weights = {name[len(prefix):]: value for name, value in weights.items()}
+    return weights
+
+
+_SIZE_MISMATCH = re.compile(r"size mismatch for (\S+): copying a param with shape torch.Size\(\[([\d, ]*)\]\) from "
+                            r"checkpoint, the shape in current model is torch.Size\(\[([\d, ]*)\]\)")
+
+
+def _load_weights(model: torch.nn.Module, weights: Dict[str, torch.Tensor], state: Dict[str, Any], path: str) -> None:
+    """Load `weights` into `model` (through its own load hooks, which may rename old formats' weights), or raise
+    CheckpointError naming the missing, unexpected and mis-shaped weights, the first few of each."""
+    misshaped: List[str] = []
+    try:
+        result = model.load_state_dict(weights, strict=False)
+        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    except RuntimeError as error:
+        found = _SIZE_MISMATCH.findall(str(error))
+        if not found:
+            raise CheckpointError(f"{path}: weights do not fit the model ({_first_line(error)})") from None
+        misshaped = [f"{name} ({stored}) where the config needs ({needed})" for name, stored, needed in found]
+        missing, unexpected = [], []
+        heads = [needed for name, _, needed in found if name == "head.module.1.weight"]
+        if heads:
+            classes = weights["head.module.1.weight"].shape[0] if "head.module.1.weight" in weights else "?"
+            misshaped.insert(0, f"its labels have {len(state['labels'])} entries but its output layer has "
+                                f"{classes} classes:")
+    if not (missing or unexpected or misshaped):
+        return
+    parts = []
+    if any(name.startswith(("conv.seq_module.", "fc.0.module.")) for name in unexpected):
+        parts.append(f"these are the original deepspeech.pytorch's weight names; convert it: {CONVERT} {path} "
+                     "--output converted.pt")
+    if missing:
+        parts.append(f"missing {_few(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {_few(unexpected)}")
+    if misshaped:
+        shown = misshaped[:_SHOWN + 1] if misshaped[0].endswith(":") else misshaped[:_SHOWN]
+        hidden = len(misshaped) - len(shown)
+        parts.append("wrong shape: " + ", ".join(shown).replace(":,", ":") + (f" (+{hidden} more)" if hidden else ""))
+    config = state["model_config"]
+    shape = ", ".join(f"{key}={config[key]}" for key in ("rnn_type", "hidden_size", "hidden_layers", "bidirectional",
+                                                          "conv_channels") if key in config)
+    raise CheckpointError(f"{path}: weights do not match the stored model config ({shape}): " + "; ".join(parts))
 
 
 def build_model(state: Dict[str, Any], path: str = "checkpoint") -> Tuple[DeepSpeech2, Alphabet, FeatureConfig]:
-    """Rebuild the model, alphabet and feature config a checkpoint was trained with."""
-    model_config = _config_from_dict(ModelConfig, state["model_config"], path)
-    feature_config = _config_from_dict(FeatureConfig, state.get("feature_config", {}), path)
+    """Rebuild the model, alphabet and feature config a checkpoint was trained with.
+
+    Checks the state first (`check_checkpoint`); weights that do not fit the stored config raise
+    CheckpointError naming the missing, unexpected and mis-shaped ones."""
+    check_checkpoint(state, path)
+    model_config = ModelConfig(**{k: v for k, v in state["model_config"].items() if k != "architecture"})
+    feature_config = FeatureConfig(**(state.get("feature_config") or {}))
     alphabet = Alphabet(labels=tuple(state["labels"]))
-    model = DeepSpeech2(model_config, feature_config.num_features, len(alphabet))
     try:
-        model.load_state_dict(state["model_state"])
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not match the stored model config ({str(error).splitlines()[0]})") from None
+        model = DeepSpeech2(model_config, feature_config.num_features, len(alphabet))
+    except (ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: cannot build the model its config describes ({_first_line(error)})") from None
+    _load_weights(model, _unwrapped(state["model_state"]), state, path)
     return model, alphabet, feature_config
 
 
