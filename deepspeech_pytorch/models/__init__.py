@@ -81,7 +81,18 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-from deepspeech_pytorch.models import deepspeech2 as _deepspeech2  # noqa: E402  (registers itself)
+def _discover() -> None:
+    """Import every module of this package: each architecture module registers itself on import, so a new
+    architecture is one new file here."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        if module.name != "base":
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_discover()
 
 __all__ = ["ARCHITECTURES", "AcousticModel", "AcousticModelConfig", "Architecture", "StreamingNotSupported",
            "build_model", "count_parameters", "model_config", "presets", "register"]
