@@ -55,13 +55,16 @@ class RoomAugmentConfig:
     max_side: float = 10.0
     min_height: float = 2.4  # metres
     max_height: float = 4.0
+    min_distance: float = 0.3  # metres from the talker's mouth to the microphone
+    max_distance: float = 3.0
     rooms: int = 256  # simulated rooms to draw from; each is simulated once per worker, on first use
     directory: Optional[str] = None  # measured impulse responses (audio files) to use instead of simulated rooms
 
     def check_together(self, name: Callable[[str], str]) -> None:
         _check_probabilities(self, name, "probability")
-        _check_positive(self, name, "min_rt60", "min_side", "min_height", "rooms")
-        for low, high in (("min_rt60", "max_rt60"), ("min_side", "max_side"), ("min_height", "max_height")):
+        _check_positive(self, name, "min_rt60", "min_side", "min_height", "min_distance", "rooms")
+        for low, high in (("min_rt60", "max_rt60"), ("min_side", "max_side"), ("min_height", "max_height"),
+                          ("min_distance", "max_distance")):
             _check_ordered(self, name, low, high)
         if self.min_side < 2.0 or self.min_height < 2.0:
             raise ConfigError(f"{name('min_side')} and {name('min_height')} must be at least 2 (metres): "
@@ -312,7 +315,8 @@ class RoomReverb:
         """The simulated room `number` of the family and its pyroomacoustics seed."""
         c = self.config
         rng = np.random.default_rng([ROOM_POOL_SEED, number])
-        room = random_room(rng, (c.min_rt60, c.max_rt60), (c.min_side, c.max_side), (c.min_height, c.max_height))
+        room = random_room(rng, (c.min_rt60, c.max_rt60), (c.min_side, c.max_side), (c.min_height, c.max_height),
+                           (c.min_distance, c.max_distance))
         return room, int(rng.integers(0, 2**32))
 
     def impulse_response(self, rng: np.random.Generator) -> np.ndarray:

@@ -32,9 +32,11 @@ MP3_BITRATES = {**{rate: (32, 320) for rate in (32000, 44100, 48000)},  # MPEG-1
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)  # Hz
 OPUS_KBPS = (6.0, 262.0)  # libsndfile spans about this range of Opus bit rates by compression level 1 .. 0 (measured)
 MAX_CODEC_DELAY = 4096  # samples: an encoder delay (LAME: 1105) is looked for up to this far
+DELAY_SEARCH = 65536  # samples of the signal the delay is measured on (4 s at 16 kHz)
 PAUSE_FRAME = 0.01  # seconds: frames over which the quietest point for a pause is looked for
 PAUSE_SPAN = (0.1, 0.9)  # a pause goes somewhere in this part of the utterance (fractions of its length)
 ROOM_WALL_MARGIN = 0.5  # metres: talker and microphone keep at least this far from every wall
+ROOM_PLACEMENT_TRIES = 100  # talker positions drawn to meet the distance range
 ROOM_ISM_ORDER = 3  # image-source order of the early reflections; ray tracing does the late tail
 SPEED_OF_SOUND = 343.0  # m/s
 
@@ -80,23 +82,32 @@ def sabine_absorption(rt60: float, size: Tuple[float, float, float]) -> float:
 
 
 def random_room(rng: np.random.Generator, rt60: Tuple[float, float], side: Tuple[float, float],
-                height: Tuple[float, float]) -> Room:
-    """A room of random size and reverberation time, talker (1.2-1.9 m high) and microphone
-    (0.6-1.6 m high) at random places at least ROOM_WALL_MARGIN from the walls.
+                height: Tuple[float, float], distance: Tuple[float, float] = (0.3, 3.0)) -> Room:
+    """A room of random size and reverberation time, with a microphone (0.6-1.6 m high) and a talker
+    (1.2-1.9 m high) at random places at least ROOM_WALL_MARGIN from the walls, the talker `distance`
+    metres from the microphone (drawn until one fits, else pulled straight towards the microphone).
 
-    rt60, side, height: (low, high) ranges in seconds and metres.
+    rt60, side, height, distance: (low, high) ranges in seconds and metres.
     """
     size = (float(rng.uniform(*side)), float(rng.uniform(*side)), float(rng.uniform(*height)))
     reverb = float(rng.uniform(*rt60))
 
-    def place(low: float, high: float) -> Tuple[float, float, float]:
+    def place(low: float, high: float) -> np.ndarray:
         x = rng.uniform(ROOM_WALL_MARGIN, size[0] - ROOM_WALL_MARGIN)
         y = rng.uniform(ROOM_WALL_MARGIN, size[1] - ROOM_WALL_MARGIN)
         z = rng.uniform(low, min(high, size[2] - ROOM_WALL_MARGIN))
-        return float(x), float(y), float(z)
+        return np.array([x, y, z])
 
-    source, microphone = place(1.2, 1.9), place(0.6, 1.6)
-    return Room(size, reverb, sabine_absorption(reverb, size), source, microphone)
+    microphone = place(0.6, 1.6)
+    for _ in range(ROOM_PLACEMENT_TRIES):
+        source = place(1.2, 1.9)
+        if distance[0] <= np.linalg.norm(source - microphone) <= distance[1]:
+            break
+    else:  # the segment to the microphone stays inside the room (a box is convex)
+        offset = source - microphone
+        source = microphone + offset * min(distance[1] / max(float(np.linalg.norm(offset)), 1e-9), 1.0)
+    return Room(size, reverb, sabine_absorption(reverb, size), tuple(float(v) for v in source),
+                tuple(float(v) for v in microphone))
 
 
 def room_impulse_response(room: Room, sample_rate: int, seed: int) -> np.ndarray:
@@ -191,7 +202,7 @@ def _undelay(decoded: np.ndarray, reference: np.ndarray) -> np.ndarray:
     extra = min(len(decoded) - len(reference), MAX_CODEC_DELAY)
     if extra <= 0:
         return fit_length(decoded, len(reference))
-    span = min(len(reference), 4 * 16000)  # a few seconds settle it
+    span = min(len(reference), DELAY_SEARCH)
     scores = correlate(decoded[:span + extra], reference[:span], mode="valid", method="fft")
     lag = int(np.argmax(scores[:extra + 1]))
     return fit_length(decoded[lag:], len(reference))

@@ -184,6 +184,16 @@ def test_band_limit_cuts_at_the_asked_frequencies():
         band_limit(signal, RATE, 3000.0, 2000.0)
 
 
+def test_random_rooms_keep_talker_and_microphone_inside_and_apart():
+    for seed in range(40):
+        room = random_room(rng(seed), (0.2, 0.8), (3.0, 10.0), (2.4, 4.0), distance=(0.5, 2.0))
+        assert 0.5 <= room.distance <= 2.0 + 1e-9
+        for point in (room.source, room.microphone):
+            assert all(0.5 - 1e-9 <= value <= side - 0.5 + 1e-9 for value, side in zip(point, room.size))
+        assert 1.2 <= room.source[2] <= 1.9 and 0.6 <= room.microphone[2] <= 1.6
+    assert random_room(rng(1), (0.2, 0.8), (3.0, 10.0), (2.4, 4.0)) == random_room(rng(1), (0.2, 0.8), (3.0, 10.0), (2.4, 4.0))
+
+
 def test_simulated_room_reverberates_with_its_rt60(speech):
     import pyroomacoustics as pra
 

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from deepspeech_pytorch.audio import AudioError, load_audio, write_audio
-from deepspeech_pytorch.augment import (BabbleAugmentConfig, ChannelAugmentConfig, RoomAugmentConfig,
+from deepspeech_pytorch.augment import (BabbleAugmentConfig, ChannelAugmentConfig, RoomAugmentConfig, RoomReverb,
                                         SilenceAugmentConfig, WaveformAugmenter)
 from deepspeech_pytorch.channel import room_impulse_response
 from deepspeech_pytorch.configs import NoiseAugmentConfig, PerturbConfig
@@ -96,7 +96,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     run(samples, np.random.default_rng([args.seed, repeat]))
                 cost = (time.process_time() - start) / args.repeats / seconds * 1000.0
                 print(f"{name:<10} {cost:>18.2f}")
-            reverb = augmenter(chosen["room"])._reverb
+            reverb = RoomReverb(chosen["room"]["room"], RATE)
             start = time.process_time()
             for number in range(8, 8 + args.repeats):
                 room, seed = reverb.room(number)
