@@ -81,7 +81,7 @@ def test_same_seed_same_clips(noise_set, tmp_path):
 
 
 def test_missing_tools_are_named(monkeypatch, tmp_path):
-    with pytest.raises(NoiseSetError, match="apt-get install asterisk-moh-opsound-wav"):
+    with pytest.raises(NoiseSetError, match="apt-get install extremetuxracer-data"):
         music(1, 1.0, 0, directory=str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(NoiseSetError, match="apt-get install sox"):

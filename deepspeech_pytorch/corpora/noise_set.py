@@ -2,7 +2,8 @@
 
 Kinds: white, pink and brown noise and mains hum (50/60 Hz with harmonics) from sox's synth;
 babble, several espeak-ng talkers mixed (variants kept apart from every corpus voice, so no corpus
-voice is heard in noise); and music from asterisk-moh-opsound-wav. Every clip is 16 kHz mono
+voice is heard in noise); and music from Extreme Tux Racer's soundtrack (Debian extremetuxracer-data, free
+licences; Asterisk's music-on-hold is never used: Asterisk sound packages are kept for evaluation). Every clip is 16 kHz mono
 16-bit WAV at a common RMS level, listed in a JSON-lines manifest whose text is the kind's name.
 """
 
@@ -31,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 NOISE_KINDS = ("white", "pink", "brown", "hum", "babble", "music")
 SOX_COLOURS = {"white": "whitenoise", "pink": "pinknoise", "brown": "brownnoise"}
-MOH_DIR = "/usr/share/asterisk/moh"  # where asterisk-moh-opsound-wav installs its WAV files
+MUSIC_DIR = "/usr/share/games/etr/music"  # extremetuxracer-data's soundtrack (Ogg Vorbis)
+MUSIC_PACKAGE = "extremetuxracer-data"
 TARGET_RMS = 0.1  # -20 dBFS; injection rescales clips to the wanted SNR anyway
 BABBLE_TALKERS = (3, 7)  # voices mixed in one babble clip
 BABBLE_TEXT = "wordnet,fortunes"
@@ -120,11 +122,12 @@ def babble(count: int, seconds: float, seed: int, text_source: str = BABBLE_TEXT
     return clips
 
 
-def music(count: int, seconds: float, seed: int, directory: str = MOH_DIR) -> List[np.ndarray]:
-    """Excerpts of the music-on-hold tracks, taken in turn from each file at seeded offsets."""
-    files = sorted(glob.glob(os.path.join(directory, "*.wav")))
+def music(count: int, seconds: float, seed: int, directory: str = MUSIC_DIR) -> List[np.ndarray]:
+    """Excerpts of the music tracks (WAV, Ogg or FLAC files in `directory`), taken in turn from each file at
+    seeded offsets."""
+    files = sorted(path for pattern in ("*.wav", "*.ogg", "*.flac") for path in glob.glob(os.path.join(directory, pattern)))
     if not files:
-        raise NoiseSetError(f"no music in {directory}: install it with `apt-get install asterisk-moh-opsound-wav`")
+        raise NoiseSetError(f"no music in {directory}: install it with `apt-get install {MUSIC_PACKAGE}`")
     rng = random.Random(f"{seed}/music")
     clips = []
     for index in range(count):
