@@ -207,6 +207,29 @@ def check_checkpoint(state: Any, path: str = "checkpoint") -> None:
         raise CheckpointError(f"{path}: name must be a string, not {_kind(state['name'])}")
 
 
+# What resuming training reads besides the model: (type, what it is).
+TRAINING_KEYS = {"optimizer_state": (dict, "the optimiser's state"), "epoch": (int, "epochs completed"),
+                 "batch_in_epoch": (int, "the position in the epoch"), "step": (int, "optimiser steps taken")}
+
+
+def check_training_state(state: Dict[str, Any], path: str = "checkpoint") -> None:
+    """Check the keys that resuming a run reads (TRAINING_KEYS, and scheduler_state when present), after
+    `check_checkpoint`; an inference checkpoint (bundled, averaged or converted) cannot be resumed, only
+    fine-tuned from, and CheckpointError says so."""
+    missing = [key for key in TRAINING_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: cannot resume training from it: it has no {', '.join(missing)} (an inference "
+                              f"checkpoint: bundled, averaged or converted?); start from its weights instead with "
+                              f"checkpoint.finetune_from={path} in a new checkpoint.directory")
+    for key, (kind, what) in TRAINING_KEYS.items():
+        value = state[key]
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            raise CheckpointError(f"{path}: {key} ({what}) must be {'a dict' if kind is dict else 'a count'}, "
+                                  f"not {_kind(value)}")
+    if state.get("scheduler_state") is not None and not isinstance(state["scheduler_state"], dict):
+        raise CheckpointError(f"{path}: scheduler_state must be a dict, not {_kind(state['scheduler_state'])}")
+
+
 def _kind(value: Any) -> str:
     shown = repr(value)
     return f"{type(value).__name__} {shown[:40]}{'...' if len(shown) > 40 else ''}"

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from deepspeech_pytorch.checkpoint import (CheckpointError, average_checkpoints, build_model, load_checkpoint,
-                                           model_state, restore_rng_state, rng_state, save_checkpoint)
+from deepspeech_pytorch.checkpoint import (CheckpointError, average_checkpoints, build_model, check_training_state,
+                                           load_checkpoint, model_state, restore_rng_state, rng_state, save_checkpoint)
 from deepspeech_pytorch.configs import PRESETS, FeatureConfig
 from deepspeech_pytorch.labels import Alphabet
 from deepspeech_pytorch.model import DeepSpeech2
@@ -377,3 +377,16 @@ def test_cli_reports_a_pickled_model_in_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: {tmp_path / 'whole_model.pt'}: holds a whole pickled model object")
     assert len(result.stderr.strip().splitlines()) == 1 and "\x1b" not in result.stderr
+
+
+def test_an_inference_checkpoint_cannot_be_resumed_and_says_how_to_start_from_it(tmp_path):
+    model = tiny_checkpoint(tmp_path / "m.pt")
+    state = load_checkpoint(str(tmp_path / "m.pt"))
+    with pytest.raises(CheckpointError, match=r"m.pt: cannot resume training from it: it has no optimizer_state, "
+                                              r"batch_in_epoch, step .*checkpoint.finetune_from="):
+        check_training_state(state, "m.pt")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    training = {**state, "optimizer_state": optimizer.state_dict(), "batch_in_epoch": 0, "step": 30}
+    check_training_state(training, "m.pt")
+    with pytest.raises(CheckpointError, match="m.pt: step .* must be a count, not float 30.0"):
+        check_training_state({**training, "step": 30.0}, "m.pt")
