@@ -2,26 +2,208 @@
 
 The feature and model sections are also stored inside every checkpoint, so a model always
 carries the exact front end it was trained with.
+
+Every setting that can be wrong carries its rule beside it (`checked(default, rule)`), and
+`validate(config, schema)` checks a whole config against them before anything is loaded: one
+ConfigError naming the setting, its value and what is allowed. Rules that tie settings together
+(min <= max, a decoder option that only beam search uses) are each class's `check_together`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import math
+import re
+import typing
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from deepspeech_pytorch.labels import DEFAULT_LABELS
 
 
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the setting, its value and what is allowed."""
+
+
+# ---- rules ----------------------------------------------------------------------------------------
+
+RULE = "rule"  # the dataclass field metadata key that holds a field's Rule
+SEED_LIMIT = 2**32 - 1  # numpy seeds are 32-bit
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _bound(number: float) -> str:
+    """A rule's bound as people write it: 1, 0.5, 4294967295."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
+class Rule:
+    """What one setting may be; `check` raises ConfigError naming `key`. None (an unset Optional) passes."""
+
+    def check(self, key: str, value: Any) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class AtLeast(Rule):
+    """A number >= low (a count, a size, a non-negative amount)."""
+    low: float
+
+    def check(self, key: str, value: Any) -> None:
+        if value < self.low:
+            raise ConfigError(f"{key}={_show(value)} must be at least {_bound(self.low)}")
+
+
+@dataclass(frozen=True)
+class Positive(Rule):
+    """A number > 0 (seconds, rates, scales)."""
+
+    def check(self, key: str, value: Any) -> None:
+        if not value > 0:
+            raise ConfigError(f"{key}={_show(value)} must be positive")
+
+
+@dataclass(frozen=True)
+class Between(Rule):
+    """low <= value <= high, or value < high when `below_high` (a probability, a fraction, a port)."""
+    low: float
+    high: float
+    below_high: bool = False
+
+    def check(self, key: str, value: Any) -> None:
+        if value < self.low or value > self.high or (self.below_high and value == self.high):
+            upper = f"below {_bound(self.high)}" if self.below_high else f"at most {_bound(self.high)}"
+            raise ConfigError(f"{key}={_show(value)} must be at least {_bound(self.low)} and {upper}")
+
+
+@dataclass(frozen=True)
+class OneOf(Rule):
+    """One of a few names; `choices` may be a callable, read when checking (e.g. the presets)."""
+    choices: Union[Tuple[str, ...], Callable[[], Iterable[str]]]
+    ignore_case: bool = False
+
+    def names(self) -> List[str]:
+        return list(self.choices() if callable(self.choices) else self.choices)
+
+    def check(self, key: str, value: Any) -> None:
+        names = self.names()
+        found = str(value).lower() if self.ignore_case else value
+        if found not in names:
+            raise ConfigError(f"{key}={_show(value)}: choose from {', '.join(names)}")
+
+
+@dataclass(frozen=True)
+class Device(Rule):
+    """auto | cpu | cuda | cuda:N, and CUDA (that GPU) must be there when asked for."""
+
+    def check(self, key: str, value: Any) -> None:
+        match = re.fullmatch(r"auto|cpu|cuda(?::(\d+))?", str(value))
+        if match is None:
+            raise ConfigError(f"{key}={_show(value)}: choose from auto, cpu, cuda, cuda:N (N: a GPU number)")
+        if not str(value).startswith("cuda"):
+            return
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key}={value} was requested but CUDA is not available on this machine "
+                              f"(torch {torch.__version__}); use {key}=cpu or {key}=auto")
+        if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
+            raise ConfigError(f"{key}={value}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                              f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+
+
+@dataclass(frozen=True)
+class Text(Rule):
+    """A name that is not empty. On the command line its value is taken literally (any character,
+    `${...}` included): see cli.prepare_arguments."""
+    what: str = "a name"
+
+    def check(self, key: str, value: Any) -> None:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{key}={_show(value)}: give {self.what}")
+
+
+@dataclass(frozen=True)
+class Path(Text):
+    """A file or folder name, taken literally on the command line."""
+    what: str = "a file or folder name"
+
+
+@dataclass(frozen=True)
+class Paths(Path):
+    """One path or a non-empty list of them."""
+
+    def check(self, key: str, value: Any) -> None:
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise ConfigError(f"{key}=[] names no files")
+            for number, item in enumerate(value):
+                super().check(f"{key}[{number}]", item)
+        else:
+            super().check(key, value)
+
+
+@dataclass(frozen=True)
+class ListOf(Rule):
+    """A list whose every item meets `item` (and is at least `min_length` long, exactly `length` if set)."""
+    item: Rule
+    min_length: int = 1
+    length: Optional[int] = None
+
+    def check(self, key: str, value: Any) -> None:
+        if self.length is not None and len(value) != self.length:
+            raise ConfigError(f"{key}={list(value)} must have {self.length} items")
+        if len(value) < self.min_length:
+            raise ConfigError(f"{key}={list(value)} must have at least {self.min_length} item(s)")
+        for number, item in enumerate(value):
+            self.item.check(f"{key}[{number}]", item)
+
+
+def checked(default: Any, rule: Rule) -> Any:
+    """A dataclass field with a default and the rule its value must meet."""
+    return field(default=default, metadata={RULE: rule})
+
+
+def checked_list(factory: Callable[[], list], rule: Rule) -> Any:
+    """A list field (built by `factory`) with the rule its value must meet."""
+    return field(default_factory=factory, metadata={RULE: rule})
+
+
+def _uses_cuda(device: str) -> bool:
+    """Whether a (valid) device setting runs on a GPU."""
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
+
+
+def _ordered(config: Any, name: Callable[[str], str], low: str, high: str) -> None:
+    """A min/max pair: low <= high."""
+    if getattr(config, low) > getattr(config, high):
+        raise ConfigError(f"{name(low)}={getattr(config, low)} is more than {name(high)}={getattr(config, high)}")
+
+# ---- the configs ------------------------------------------------------------------------------------
+
+PRECISION_NAMES = ("fp32", "fp16", "bf16")
+WINDOW_NAMES = ("hamming", "hann", "blackman", "bartlett")
+
+
 @dataclass
 class FeatureConfig:
-    sample_rate: int = 16000  # Hz
-    window_size: float = 0.02  # seconds (320 samples at 16 kHz)
-    window_stride: float = 0.01  # seconds (160 samples at 16 kHz)
-    window: str = "hamming"  # hamming | hann | blackman | bartlett
-    kind: str = "linear"  # linear: log(1 + |STFT|), 161 bins; mel: log-mel filterbank
-    n_mels: int = 80
+    sample_rate: int = checked(16000, AtLeast(1000))  # Hz
+    window_size: float = checked(0.02, Positive())  # seconds (320 samples at 16 kHz)
+    window_stride: float = checked(0.01, Positive())  # seconds (160 samples at 16 kHz)
+    window: str = checked("hamming", OneOf(WINDOW_NAMES))
+    kind: str = checked("linear", OneOf(("linear", "mel")))  # linear: log(1 + |STFT|), 161 bins; mel: log-mel filterbank
+    n_mels: int = checked(80, AtLeast(1))
     normalize: bool = True  # per-utterance mean/std over the valid frames
 
     @property
@@ -35,6 +217,14 @@ class FeatureConfig:
     @property
     def num_features(self) -> int:
         return self.n_mels if self.kind == "mel" else self.n_fft // 2 + 1
+
+    def check_together(self, name: Callable[[str], str]) -> None:
+        if self.n_fft < 2:
+            raise ConfigError(f"{name('window_size')}={self.window_size} is under two samples at "
+                              f"{name('sample_rate')}={self.sample_rate}")
+        if self.hop_length < 1:
+            raise ConfigError(f"{name('window_stride')}={self.window_stride} is under one sample at "
+                              f"{name('sample_rate')}={self.sample_rate}")
 
 
 @dataclass
@@ -61,50 +251,63 @@ PRESETS = {
     # A few-hundred-thousand-parameter model for tests and quick experiments.
     "ds2_tiny": ModelConfig(rnn_type="gru", hidden_size=128, hidden_layers=2, bidirectional=True, conv_channels=16),
 }
+PRESET = OneOf(lambda: sorted(PRESETS))
 
 
 @dataclass
 class DataConfig:
-    train_manifest: str = MISSING
-    val_manifest: Optional[str] = None
+    train_manifest: str = checked(MISSING, Path())
+    val_manifest: Optional[str] = checked(None, Path())
     labels: List[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
-    labels_path: Optional[str] = None  # JSON list of labels; overrides `labels`
-    oov_policy: str = "drop"  # drop | error: characters outside the alphabet
-    batch_size: int = 16
-    num_workers: int = 2
-    min_duration: float = 0.0  # seconds
-    max_duration: float = 30.0  # seconds
+    labels_path: Optional[str] = checked(None, Path())  # JSON list of labels; overrides `labels`
+    oov_policy: str = checked("drop", OneOf(("drop", "error")))  # characters outside the alphabet
+    batch_size: int = checked(16, AtLeast(1))
+    num_workers: int = checked(2, AtLeast(0))
+    min_duration: float = checked(0.0, AtLeast(0))  # seconds
+    max_duration: float = checked(30.0, Positive())  # seconds
     sorted_first_epoch: bool = True  # SortaGrad: shortest batches first in epoch 0
+
+    def check_together(self, name: Callable[[str], str]) -> None:
+        _ordered(self, name, "min_duration", "max_duration")
 
 
 @dataclass
 class SpecAugmentConfig:
     enabled: bool = False
-    freq_masks: int = 2
-    max_freq_width: int = 27  # bins per frequency mask (161-bin spectrogram)
-    time_masks: int = 2
-    max_time_width: int = 40  # frames (10 ms each) per time mask
-    max_time_fraction: float = 0.1  # a time mask never covers more than this fraction of the utterance
+    freq_masks: int = checked(2, AtLeast(0))
+    max_freq_width: int = checked(27, AtLeast(0))  # bins per frequency mask (161-bin spectrogram)
+    time_masks: int = checked(2, AtLeast(0))
+    max_time_width: int = checked(40, AtLeast(0))  # frames (10 ms each) per time mask
+    max_time_fraction: float = checked(0.1, Between(0, 1))  # a time mask never covers more than this fraction
 
 
 @dataclass
 class NoiseAugmentConfig:
     enabled: bool = False
-    manifest: Optional[str] = None  # noise clips, e.g. from data/noise.py
-    directory: Optional[str] = None  # or: every audio file under this folder
-    probability: float = 0.4  # of an utterance getting noise
+    manifest: Optional[str] = checked(None, Path())  # noise clips, e.g. from data/noise.py
+    directory: Optional[str] = checked(None, Path())  # or: every audio file under this folder
+    probability: float = checked(0.4, Between(0, 1))  # of an utterance getting noise
     min_snr_db: float = 10.0
     max_snr_db: float = 30.0
+
+    def check_together(self, name: Callable[[str], str]) -> None:
+        _ordered(self, name, "min_snr_db", "max_snr_db")
+        if self.enabled and not (self.manifest or self.directory):
+            raise ConfigError(f"{name('enabled')}=true needs {name('manifest')} or {name('directory')}")
 
 
 @dataclass
 class PerturbConfig:
     speed_enabled: bool = False
-    min_speed: float = 0.9  # speed perturbation (tempo and pitch together, as Kaldi's speed perturbation)
-    max_speed: float = 1.1
+    min_speed: float = checked(0.9, Positive())  # speed perturbation (tempo and pitch together, as Kaldi's)
+    max_speed: float = checked(1.1, Positive())
     gain_enabled: bool = False
     min_gain_db: float = -6.0
     max_gain_db: float = 6.0
+
+    def check_together(self, name: Callable[[str], str]) -> None:
+        _ordered(self, name, "min_speed", "max_speed")
+        _ordered(self, name, "min_gain_db", "max_gain_db")
 
 
 @dataclass
@@ -116,29 +319,29 @@ class AugmentConfig:
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "adamw"  # adamw | sgd
-    learning_rate: float = 1.5e-3
-    weight_decay: float = 1e-5
-    momentum: float = 0.9  # sgd only
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw only
-    schedule: str = "onecycle"  # onecycle | anneal | constant
-    anneal_factor: float = 0.95  # per epoch, for schedule=anneal
-    warmup_fraction: float = 0.1  # onecycle only
-    max_grad_norm: float = 400.0
+    optimizer: str = checked("adamw", OneOf(("adamw", "sgd")))
+    learning_rate: float = checked(1.5e-3, Positive())
+    weight_decay: float = checked(1e-5, AtLeast(0))
+    momentum: float = checked(0.9, Between(0, 1, below_high=True))  # sgd only
+    betas: List[float] = checked_list(lambda: [0.9, 0.999], ListOf(Between(0, 1, below_high=True), length=2))  # adamw
+    schedule: str = checked("onecycle", OneOf(("onecycle", "anneal", "constant")))
+    anneal_factor: float = checked(0.95, Between(0, 1))  # per epoch, for schedule=anneal
+    warmup_fraction: float = checked(0.1, Between(0, 1, below_high=True))  # onecycle only
+    max_grad_norm: float = checked(400.0, Positive())
 
 
 @dataclass
 class CheckpointConfig:
-    directory: str = "checkpoints"
+    directory: str = checked("checkpoints", Path())
     resume: bool = True  # continue from directory/last.pt when it exists
-    finetune_from: Optional[str] = None  # start fresh from these weights (new optimizer and schedule)
+    finetune_from: Optional[str] = checked(None, Path())  # start fresh from these weights (new optimizer and schedule)
     keep_every_epoch: bool = False
-    every_steps: Optional[int] = None  # also save last.pt every N steps (mid-epoch resume after a crash)
+    every_steps: Optional[int] = checked(None, AtLeast(1))  # also save last.pt every N steps (mid-epoch resume)
 
 
 @dataclass
 class TrainConfig:
-    preset: str = "ds2_small"
+    preset: str = checked("ds2_small", PRESET)
     model: Optional[ModelConfig] = None  # overrides the preset when given, in a YAML config (OmegaConf cannot
     # merge command-line model.* fields into this unset node; on the command line, pick a preset)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -146,21 +349,22 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    epochs: int = 30
-    max_steps: Optional[int] = None  # stop after this many optimiser steps (for smoke runs)
-    max_minutes: Optional[float] = None  # stop (checkpointed, resumable) after this much training time
-    seed: int = 123456
-    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: each process's local GPU)
-    precision: str = "fp32"  # fp32 | fp16 (with loss scaling) | bf16: torch.amp autocast; CTC loss stays fp32
-    log_dir: Optional[str] = "runs"  # TensorBoard; null disables
+    epochs: int = checked(30, AtLeast(1))
+    max_steps: Optional[int] = checked(None, AtLeast(1))  # stop after this many optimiser steps (for smoke runs)
+    max_minutes: Optional[float] = checked(None, Positive())  # stop (checkpointed, resumable) after this long
+    seed: int = checked(123456, Between(0, SEED_LIMIT))
+    device: str = checked("auto", Device())  # auto | cpu | cuda | cuda:N (under torchrun: each process's local GPU)
+    precision: str = checked("fp32", OneOf(PRECISION_NAMES))  # fp16 (with loss scaling) | bf16: torch.amp autocast
+    log_dir: Optional[str] = checked("runs", Path())  # TensorBoard; null disables
     validate_every_epoch: bool = True
-    sample_log: Optional[str] = None  # JSON lines of the utterance indices each process trained on, per step
+    sample_log: Optional[str] = checked(None, Path())  # JSON lines of the utterance indices each process trained on
 
 
 @dataclass
 class LanguageModelConfig:
-    path: Optional[str] = None  # KenLM model (ARPA or binary): a word LM with lexicon_path, or a character LM without
-    lexicon_path: Optional[str] = None  # word -> spelling list; given: lexicon-constrained search
+    # KenLM model (ARPA or binary): a word LM with lexicon_path, or a character LM without
+    path: Optional[str] = checked(None, Path())
+    lexicon_path: Optional[str] = checked(None, Path())  # word -> spelling list; given: lexicon-constrained search
     # null: the values tuned for the model's own LM (see inference.load_model), else 0.5 and 1.0
     alpha: Optional[float] = None  # LM weight
     beta: Optional[float] = None  # word insertion bonus
@@ -169,77 +373,117 @@ class LanguageModelConfig:
 
 @dataclass
 class DecoderConfig:
-    type: str = "greedy"  # greedy | beam
-    beam_size: Optional[int] = None  # null: the beam the model's own LM was tuned with, else 100
-    beam_threshold: float = 25.0  # drop hypotheses scoring this far below the best
-    tokens_per_frame: int = 29  # candidate labels considered per frame (top-k)
-    n_best: int = 1
+    type: str = checked("greedy", OneOf(("greedy", "beam")))
+    beam_size: Optional[int] = checked(None, AtLeast(1))  # null: the beam the model's own LM was tuned with, else 100
+    beam_threshold: float = checked(25.0, Positive())  # drop hypotheses scoring this far below the best
+    tokens_per_frame: int = checked(29, AtLeast(1))  # candidate labels considered per frame (top-k)
+    n_best: int = checked(1, AtLeast(1))
     lm: LanguageModelConfig = field(default_factory=LanguageModelConfig)
+
+    def check_together(self, name: Callable[[str], str]) -> None:
+        if self.beam_size is not None and self.n_best > self.beam_size:
+            raise ConfigError(f"{name('n_best')}={self.n_best} is more than {name('beam_size')}={self.beam_size}")
+
+
+def _beam_only(decoder: DecoderConfig, name: Callable[[str], str]) -> None:
+    """A beam-search setting given with greedy decoding would be silently ignored: refuse it."""
+    if decoder.type == "beam":
+        return
+    for key, value in (("beam_size", decoder.beam_size), ("lm.path", decoder.lm.path),
+                       ("lm.lexicon_path", decoder.lm.lexicon_path), ("lm.alpha", decoder.lm.alpha),
+                       ("lm.beta", decoder.lm.beta)):
+        if value is not None:
+            raise ConfigError(f"{name('decoder.' + key)} is a beam-search setting; add "
+                              f"{name('decoder.type')}=beam (it is {decoder.type})")
 
 
 @dataclass
 class EvalConfig:
-    model_path: Optional[str] = None
-    test_manifest: str = MISSING
-    batch_size: int = 16
-    num_workers: int = 2
-    device: str = "auto"
+    model_path: Optional[str] = checked(None, Path())
+    test_manifest: str = checked(MISSING, Path())
+    batch_size: int = checked(16, AtLeast(1))
+    num_workers: int = checked(2, AtLeast(0))
+    device: str = checked("auto", Device())
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    report_path: Optional[str] = None  # JSON lines: reference, hypothesis, errors per utterance
-    save_outputs: Optional[str] = None  # .pt file of log-probabilities for LM tuning
+    report_path: Optional[str] = checked(None, Path())  # JSON lines: reference, hypothesis, errors per utterance
+    save_outputs: Optional[str] = checked(None, Path())  # .pt file of log-probabilities for LM tuning
     verbose: bool = False
+
+    def check_together(self, name: Callable[[str], str]) -> None:
+        _beam_only(self.decoder, name)
 
 
 @dataclass
 class TranscribeConfig:
-    model_path: Optional[str] = None
-    audio_path: Any = MISSING  # one path or a list: audio_path=a.wav or audio_path=[a.wav,b.flac]
-    batch_size: int = 8  # chunks decoded per forward pass
-    device: str = "auto"
+    model_path: Optional[str] = checked(None, Path())
+    # one path or a list: audio_path=a.wav, audio_path=[a.wav,b.flac] or just the names: transcribe.py a.wav b.flac
+    audio_path: Any = checked(MISSING, Paths())
+    batch_size: int = checked(8, AtLeast(1))  # chunks decoded per forward pass
+    device: str = checked("auto", Device())
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    chunk_seconds: float = 30.0  # longer audio is split at quiet points into chunks of at most this
+    chunk_seconds: float = checked(30.0, AtLeast(1))  # longer audio is split at quiet points into chunks of at most this
     word_timings: bool = True
+
+    def check_together(self, name: Callable[[str], str]) -> None:
+        _beam_only(self.decoder, name)
 
 
 @dataclass
 class BenchmarkConfig:
-    mode: str = "speed"  # speed: step time and RTF at one batch size | throughput: a table over batch sizes
-    preset: str = "ds2_small"  # random weights of this preset...
-    model_path: Optional[str] = None  # ...or this checkpoint (speed mode)
+    # speed: step time and RTF at one batch size | throughput: a table over batch sizes
+    mode: str = checked("speed", OneOf(("speed", "throughput")))
+    preset: str = checked("ds2_small", PRESET)  # random weights of this preset...
+    model_path: Optional[str] = checked(None, Path())  # ...or this checkpoint (speed mode)
     bundled: bool = False  # ...or the bundled default model (speed mode)
-    batch_size: int = 8
-    seconds: float = 5.0  # length of each input
-    device: str = "auto"
-    warmup: int = 2
-    repeats: int = 5
-    batch_sizes: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # throughput mode
-    precisions: List[str] = field(default_factory=lambda: ["fp32", "bf16"])  # throughput mode
+    batch_size: int = checked(8, AtLeast(1))
+    seconds: float = checked(5.0, Positive())  # length of each input
+    device: str = checked("auto", Device())
+    warmup: int = checked(2, AtLeast(0))
+    repeats: int = checked(5, AtLeast(1))
+    batch_sizes: List[int] = checked_list(lambda: [1, 2, 4, 8, 16], ListOf(AtLeast(1)))  # throughput mode
+    precisions: List[str] = checked_list(lambda: ["fp32", "bf16"], ListOf(OneOf(PRECISION_NAMES)))  # throughput mode
     find_largest_batch: bool = False  # throughput mode, CUDA only
+
+    def check_together(self, name: Callable[[str], str]) -> None:
+        if self.mode == "throughput" and (self.model_path is not None or self.bundled):
+            raise ConfigError(f"{name('model_path')} and {name('bundled')} are for {name('mode')}=speed; "
+                              f"throughput mode measures presets")
+        if self.model_path is not None and self.bundled:
+            raise ConfigError(f"give {name('model_path')} or {name('bundled')}=true, not both")
+        if self.find_largest_batch and self.mode != "throughput":
+            raise ConfigError(f"{name('find_largest_batch')}=true is for {name('mode')}=throughput")
+        if self.find_largest_batch and not _uses_cuda(self.device):
+            raise ConfigError(f"{name('find_largest_batch')}=true needs a CUDA device ({name('device')}={self.device})")
 
 
 @dataclass
 class ServerConfig:
-    model_path: Optional[str] = None  # null: the bundled default model
-    host: str = "127.0.0.1"
-    port: int = 8000
-    device: str = "auto"
+    model_path: Optional[str] = checked(None, Path())  # null: the bundled default model
+    host: str = checked("127.0.0.1", Text("a host name or address"))
+    port: int = checked(8000, Between(1, 65535))
+    device: str = checked("auto", Device())
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    max_upload_bytes: int = 20_000_000
-    max_audio_seconds: float = 120.0
-    max_batch_size: int = 8  # requests grouped into one forward pass
-    max_batch_wait_ms: float = 10.0  # how long the batcher waits to fill a batch
-    max_queue: int = 64  # waiting requests beyond this are answered 503
-    request_timeout_seconds: float = 60.0
-    log_level: str = "info"
+    max_upload_bytes: int = checked(20_000_000, AtLeast(1))
+    max_audio_seconds: float = checked(120.0, Positive())
+    max_batch_size: int = checked(8, AtLeast(1))  # requests grouped into one forward pass
+    max_batch_wait_ms: float = checked(10.0, AtLeast(0))  # how long the batcher waits to fill a batch
+    max_queue: int = checked(64, AtLeast(1))  # waiting requests beyond this are answered 503
+    request_timeout_seconds: float = checked(60.0, Positive())
+    log_level: str = checked("info", OneOf(("critical", "error", "warning", "info", "debug", "trace"), ignore_case=True))
 
 
 @dataclass
 class NoiseInjectConfig:
-    input_path: str = MISSING
-    noise_path: str = MISSING
-    output_path: str = MISSING
+    input_path: str = checked(MISSING, Path())
+    noise_path: str = checked(MISSING, Path())
+    output_path: str = checked(MISSING, Path())
     snr_db: float = 10.0  # signal-to-noise ratio of the result
-    seed: int = 0  # picks the noise offset
+    seed: int = checked(0, Between(0, SEED_LIMIT))  # picks the noise offset
+
+
+# The primary config of each entry script.
+SCHEMAS: Dict[str, type] = {"train": TrainConfig, "eval": EvalConfig, "transcribe": TranscribeConfig,
+                            "benchmark": BenchmarkConfig, "server": ServerConfig, "noise_inject": NoiseInjectConfig}
 
 
 def register_configs() -> None:
@@ -254,9 +498,7 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(group="hydra/output", name="in_place", package="hydra",
                 node={"run": {"dir": "."}, "sweep": {"dir": "multirun", "subdir": "${hydra.job.num}"}})
-    for name, schema in (("train", TrainConfig), ("eval", EvalConfig), ("transcribe", TranscribeConfig),
-                         ("benchmark", BenchmarkConfig), ("server", ServerConfig),
-                         ("noise_inject", NoiseInjectConfig)):
+    for name, schema in SCHEMAS.items():
         store.store(name=f"{name}_schema", node=schema)
         store.store(name=name, node={"defaults": [
             f"{name}_schema", "_self_",
@@ -264,3 +506,96 @@ def register_configs() -> None:
             {"override hydra/job_logging": "none"},
             {"override hydra/hydra_logging": "none"},
         ], "hydra": {"output_subdir": None}})
+
+
+# ---- checking a whole config --------------------------------------------------------------------------
+
+def _numbers(value: Any) -> Iterator[Tuple[str, float]]:
+    """(suffix, number) for a float or the floats in a list."""
+    if isinstance(value, float):
+        yield "", value
+    elif isinstance(value, (list, tuple)):
+        for number, item in enumerate(value):
+            if isinstance(item, float):
+                yield f"[{number}]", item
+
+
+def _check_object(config: Any, prefix: str) -> None:
+    name = lambda key: prefix + key  # noqa: E731  a setting's full dotted name
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value):
+            _check_object(value, name(item.name) + ".")
+            continue
+        for suffix, number in _numbers(value):
+            if not math.isfinite(number):
+                raise ConfigError(f"{name(item.name)}{suffix}={number} must be a finite number")
+        if value is None and item.default == MISSING:  # e.g. audio_path=null
+            raise ConfigError(f"{name(item.name)} is not set: give {name(item.name)}=...")
+        rule = item.metadata.get(RULE)
+        if rule is not None and value is not None:
+            rule.check(name(item.name), value)
+    together = getattr(config, "check_together", None)
+    if together is not None:
+        together(name)
+
+
+def unknown_setting(key: str, schema: type) -> str:
+    """The message for a setting `schema` does not have, with the closest one it does."""
+    close = difflib.get_close_matches(key, list(settings_of(schema)), n=1)
+    return f"unknown setting {key!r}" + (f"; did you mean {close[0]}?" if close else "")
+
+
+def _unknown_keys(values: Dict[str, Any], schema: type, prefix: str = "") -> Iterator[str]:
+    """Keys of a plain config dict that `schema` has no field for (e.g. added with Hydra's +key=...)."""
+    hints = typing.get_type_hints(schema)
+    for key, value in values.items():
+        if key not in hints:
+            yield prefix + str(key)
+        elif isinstance(value, dict):
+            nested = [kind for kind in (hints[key], *typing.get_args(hints[key])) if dataclasses.is_dataclass(kind)]
+            if nested:
+                yield from _unknown_keys(value, nested[0], f"{prefix}{key}.")
+
+
+def validate(config: Any, schema: type) -> Any:
+    """Check every setting of `config` (a DictConfig from Hydra, a plain dict, or a `schema` instance)
+    against its rules, before anything is loaded. Returns the config as a `schema` instance; raises
+    ConfigError naming the first wrong setting."""
+    if isinstance(config, schema):
+        config = OmegaConf.structured(config)
+    try:
+        unknown = list(_unknown_keys(OmegaConf.to_container(OmegaConf.create(config), resolve=False), schema))
+        if unknown:
+            raise ConfigError(unknown_setting(unknown[0], schema))
+        structured = OmegaConf.merge(OmegaConf.structured(schema), config)
+        missing = sorted(OmegaConf.missing_keys(structured))
+        if missing:
+            raise ConfigError(f"{missing[0]} is not set: give {missing[0]}=...")
+        instance = OmegaConf.to_object(structured)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{error.full_key}: {first_line(error)}" if error.full_key else first_line(error)) from None
+    _check_object(instance, "")
+    return instance
+
+
+def first_line(error: BaseException) -> str:
+    """An OmegaConf/Hydra message without its `full_key:`/`object_type=` detail lines."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith(("full_key:", "object_type=", "reference_type=",
+                                                                              "See https://")))
+
+
+def settings_of(schema: type, prefix: str = "") -> Dict[str, dataclasses.Field]:
+    """Every setting of a schema by its dotted name (nested configs included, also Optional ones)."""
+    hints = typing.get_type_hints(schema)
+    found: Dict[str, dataclasses.Field] = {}
+    for item in dataclasses.fields(schema):
+        kind = hints[item.name]
+        inner = [arg for arg in typing.get_args(kind) if dataclasses.is_dataclass(arg)]
+        nested = kind if dataclasses.is_dataclass(kind) else (inner[0] if inner else None)
+        if nested is not None:
+            found.update(settings_of(nested, f"{prefix}{item.name}."))
+        else:
+            found[prefix + item.name] = item
+    return found
