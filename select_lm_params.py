@@ -3,15 +3,16 @@ python select_lm_params.py --results lm_search.json --plot lm_search.png
 """
 import argparse
 
-from deepspeech_pytorch.cli import reports_user_errors
+from deepspeech_pytorch.cli import ArgumentParser, file_name, reports_user_errors
 from deepspeech_pytorch.lm_tuning import describe_best, plot_wer, read_results
 
 
 @reports_user_errors
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", default="lm_search.json", help="from search_lm_params.py (default: %(default)s)")
-    parser.add_argument("--plot", default=None, help="heat-map PNG (default: the results path with .png)")
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=file_name, default="lm_search.json",
+                        help="from search_lm_params.py (default: %(default)s)")
+    parser.add_argument("--plot", type=file_name, default=None, help="heat-map PNG (default: the results path with .png)")
     args = parser.parse_args()
     results = read_results(args.results)
     plot = args.plot or (args.results.rsplit(".", 1)[0] + ".png")

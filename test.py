@@ -1,7 +1,7 @@
 """Evaluate a model's WER/CER on a manifest: python test.py model_path=best.pt test_manifest=test.jsonl"""
 import hydra
 
-from deepspeech_pytorch.cli import run_eval
+from deepspeech_pytorch.cli import command_line, run_eval
 from deepspeech_pytorch.configs import register_configs
 
 register_configs()
@@ -13,4 +13,5 @@ def main(config) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with command_line("eval"):
+        main()

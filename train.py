@@ -1,7 +1,7 @@
 """Train a DeepSpeech2 model: python train.py data.train_manifest=train.jsonl data.val_manifest=val.jsonl"""
 import hydra
 
-from deepspeech_pytorch.cli import run_train
+from deepspeech_pytorch.cli import command_line, run_train
 from deepspeech_pytorch.configs import register_configs
 
 register_configs()
@@ -13,4 +13,5 @@ def main(config) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with command_line("train"):
+        main()

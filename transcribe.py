@@ -1,7 +1,8 @@
-"""Transcribe audio files to JSON lines: python transcribe.py model_path=best.pt audio_path=speech.wav"""
+"""Transcribe audio files to JSON lines: python transcribe.py model_path=best.pt audio_path=speech.wav
+(or name the files, folders too: python transcribe.py a.wav "b c.flac" recordings/)"""
 import hydra
 
-from deepspeech_pytorch.cli import run_transcribe
+from deepspeech_pytorch.cli import command_line, run_transcribe
 from deepspeech_pytorch.configs import register_configs
 
 register_configs()
@@ -13,4 +14,5 @@ def main(config) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with command_line("transcribe", positional="audio_path"):
+        main()

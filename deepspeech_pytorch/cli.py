@@ -1,27 +1,39 @@
-"""What the root scripts run: config in, one library call, results out; user mistakes become one-line errors."""
+"""What the root scripts run: config in, one library call, results out; user mistakes become one-line errors.
+
+A root script is Hydra's `main` inside `command_line(...)`, which first makes the command line safe
+for Hydra (file names taken literally, transcribe.py's plain file arguments) and turns Hydra's own
+errors (an unknown or mistyped setting) into one line; each `run_*` then validates every setting
+(configs.validate) before loading a model or data.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import functools
 import json
 import logging
+import math
 import os
+import re
 import sys
 import time
-from typing import Any, Callable, List
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from deepspeech_pytorch.audio import AUDIO_EXTENSIONS, AudioError, audio_files_in
-from deepspeech_pytorch.checkpoint import CheckpointError
-from deepspeech_pytorch.datasets import ManifestError
-from deepspeech_pytorch.labels import TranscriptError
+from deepspeech_pytorch.configs import (SCHEMAS, BenchmarkConfig, ConfigError, EvalConfig, NoiseInjectConfig, Paths,
+                                        ServerConfig, Text, TrainConfig, TranscribeConfig, first_line, settings_of,
+                                        unknown_setting, validate)
 
 logger = logging.getLogger("deepspeech_pytorch")
 
-# Mistakes a user can make (bad files, bad manifests, a mismatched checkpoint, a bad setting):
-# reported as one line, without a traceback, unless DEEPSPEECH_DEBUG=1.
-USER_ERRORS = (AudioError, CheckpointError, ManifestError, TranscriptError, FileNotFoundError, ValueError)
+# Mistakes a user can make, reported as one line without a traceback unless DEEPSPEECH_DEBUG=1: a bad
+# setting (ConfigError), file (AudioError), manifest (ManifestError), checkpoint (CheckpointError) or
+# transcript (TranscriptError), all ValueErrors, and missing files. The library (torch) is imported
+# only once the settings passed, so a mistyped setting is answered at once.
+USER_ERRORS = (ValueError, FileNotFoundError)
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -29,22 +41,249 @@ def setup_logging(level: int = logging.INFO) -> None:
                         datefmt="%H:%M:%S")
 
 
+def _fail(message: Any) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+# ---- the command line, before Hydra --------------------------------------------------------------------
+
+_HYDRA_QUOTED = re.compile(r"""('.*'|".*")""", re.S)
+
+
+def hydra_quote(text: str) -> str:
+    """`text` as a Hydra quoted value that reads back as exactly `text`: quotes and the backslashes
+    before them escaped, and `${` escaped so OmegaConf does not take it for an interpolation."""
+    text = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)
+    text = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), text)
+    return f"'{text}'"
+
+
+def _parse_value(value: str) -> Any:
+    """A value as Hydra's override grammar reads it; ValueError when it cannot."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_override(f"key={value}").value()
+    except HydraException as error:
+        raise ValueError(str(error)) from None
+
+
+def _literal(value: str) -> str:
+    """One command-line value for a name setting, taken literally; one the user already quoted for
+    Hydra ('...' or "...") is read as Hydra reads it first. null stays null (unset)."""
+    if value == "null":
+        return value
+    if _HYDRA_QUOTED.fullmatch(value) and not os.path.exists(value):
+        with contextlib.suppress(ValueError):
+            parsed = _parse_value(value)
+            if isinstance(parsed, str):
+                value = parsed
+    return hydra_quote(value)
+
+
+def _literal_list(value: str) -> Optional[str]:
+    """A `[a.wav,b.wav]` list of names with each item quoted; None when `value` is not a list."""
+    if not (value.startswith("[") and value.endswith("]")) or os.path.exists(value):
+        return None
+    try:
+        items = _parse_value(value)
+    except ValueError:
+        items = None
+    if not isinstance(items, list):  # names Hydra cannot read unquoted: split at the commas
+        items = [item.strip() for item in value[1:-1].split(",")] if value[1:-1].strip() else []
+        items = [_parse_value(item) if _HYDRA_QUOTED.fullmatch(item) else item for item in items]
+    return "[" + ",".join(hydra_quote(str(item)) for item in items) + "]"
+
+
+def _hydra_options() -> Dict[str, argparse.Action]:
+    from hydra._internal.utils import get_args_parser
+
+    return {option: action for action in get_args_parser()._actions for option in action.option_strings}
+
+
+def _known(key: str, settings: Sequence[str]) -> bool:
+    return key in settings or key.startswith("hydra") or any(name.startswith(key + ".") for name in settings)
+
+
+def prepare_arguments(arguments: Sequence[str], schema: type, positional: Optional[str] = None,
+                      script: str = "the script") -> List[str]:
+    """The command line as Hydra should read it.
+
+    - name settings (paths, `Text` rules in configs.py) are quoted, so any file name works as typed:
+      `audio_path=Belladonna's Red Snare.wav`, `model_path=(take 2).pt`, `report_path=dollar${x}.jsonl`;
+      a list `[a.wav,b.wav]` has each item quoted;
+    - with `positional` (transcribe.py: "audio_path"), arguments that are not settings are its value:
+      `transcribe.py a.wav "b c.wav"` (also a file named `x=y.wav`);
+    - without it, such an argument is a ConfigError saying settings are key=value.
+    Hydra's own options (--cfg job, --config-name an4, -m, ...) pass through unchanged.
+    """
+    settings = settings_of(schema)
+    options = _hydra_options()
+    flags: List[str] = []  # Hydra's options, then the overrides: argparse reads overrides only when together
+    prepared: List[str] = []
+    loose: List[str] = []
+    loose_at = 0
+    given_positional = False
+    index, options_done = 0, False
+    while index < len(arguments):
+        argument = arguments[index]
+        index += 1
+        if not options_done and argument == "--":
+            options_done = True
+            continue
+        option = options.get(argument.split("=", 1)[0]) if argument.startswith("-") and not options_done else None
+        if option is None and argument.startswith("-") and not options_done and not os.path.exists(argument):
+            raise ConfigError(f"unknown option {argument!r} (python {script} --help lists the settings)")
+        if option is not None:
+            flags.append(argument)
+            takes_value = option.nargs is None or (option.nargs == "?" and index < len(arguments)
+                                                   and arguments[index] in (option.choices or ()))
+            if takes_value and "=" not in argument and index < len(arguments):
+                flags.append(arguments[index])
+                index += 1
+            continue
+        key, equals, value = argument.partition("=")
+        bare_key = key.lstrip("+~")
+        if not equals and not argument.startswith("~") or (equals and not _known(bare_key, settings)
+                                                              and positional and os.path.exists(argument)):
+            if positional is None:
+                raise ConfigError(f"{argument!r} is not a setting: settings are key=value "
+                                  f"(python {script} --help lists them)")
+            if not loose:
+                loose_at = len(prepared)
+            loose.append(argument)
+            continue
+        rule = settings[bare_key].metadata.get("rule") if bare_key in settings else None
+        if equals and isinstance(rule, Text):
+            given_positional = given_positional or bare_key == positional
+            listed = _literal_list(value) if isinstance(rule, Paths) else None
+            argument = f"{key}={listed if listed is not None else _literal(value)}"
+        prepared.append(argument)
+    if loose:
+        if given_positional:
+            raise ConfigError(f"give the files either as arguments ({loose[0]!r}) or as {positional}=..., not both")
+        items = [hydra_quote(item) for item in loose]
+        prepared.insert(loose_at, f"{positional}={items[0] if len(items) == 1 else '[' + ','.join(items) + ']'}")
+    return flags + prepared
+
+
+def describe_hydra_error(error: BaseException, schema: type, script: str) -> str:
+    """One line for an error Hydra raises while composing the config (before the script runs)."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else None
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and cause.full_key:
+        return f"{unknown_setting(cause.full_key, schema)} (python {script} --help lists the settings)"
+    if cause is not None and cause.full_key:
+        return f"{cause.full_key}: {first_line(cause)}"
+    if isinstance(error, MissingConfigException):  # its later lines list Hydra's search path
+        return str(error).splitlines()[0]
+    if isinstance(error, OverrideParseException):
+        return (f"cannot read {error.override!r}: {first_line(error)}; quote the value: key='value' "
+                "(and write \\' for a quote inside it)")
+    return first_line(error)
+
+
+_composing = False  # inside command_line, before the task starts
+_we_set_full_error = False
+
+
+@contextlib.contextmanager
+def command_line(config_name: str, positional: Optional[str] = None) -> Iterator[None]:
+    """Around a root script's Hydra `main()`: prepares sys.argv (prepare_arguments) and reports a
+    mistake in the command line as one line `error: ...` with exit status 1. DEEPSPEECH_DEBUG=1 or
+    HYDRA_FULL_ERROR=1 show Hydra's own report instead."""
+    global _composing, _we_set_full_error
+    schema = SCHEMAS[config_name]
+    script = os.path.basename(sys.argv[0])
+    debug = bool(os.environ.get("DEEPSPEECH_DEBUG") or os.environ.get("HYDRA_FULL_ERROR"))
+    try:
+        sys.argv[1:] = prepare_arguments(sys.argv[1:], schema, positional, script)
+    except ConfigError as error:
+        _fail(error)
+    from hydra.errors import HydraException
+
+    if not debug:  # Hydra then raises its errors instead of printing them over several lines
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+        _we_set_full_error = True
+    _composing = True
+    try:
+        yield
+    except (HydraException, OmegaConfBaseException, ValueError) as error:  # ValueError: Hydra's option checks
+        if not _composing or debug:
+            raise
+        _fail(describe_hydra_error(error, schema, script))
+    finally:
+        _composing = False
+
+
+def _task_started() -> None:
+    """Hydra composed the config: from here errors are the task's (see command_line)."""
+    global _composing, _we_set_full_error
+    _composing = False
+    if _we_set_full_error:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+        _we_set_full_error = False
+
+
 def reports_user_errors(function: Callable) -> Callable:
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        _task_started()
         try:
             return function(*args, **kwargs)
         except USER_ERRORS as error:
             if os.environ.get("DEEPSPEECH_DEBUG"):
                 raise
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(1)
+            _fail(error)
 
     return wrapper
 
 
+# ---- argparse scripts -----------------------------------------------------------------------------
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line: `error: argument --beam-size: 0 is not at least 1`."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} (python {self.prog} --help lists the options)", file=sys.stderr)
+        sys.exit(2)
+
+
+def number(kind: type = float, low: Optional[float] = None, above: Optional[float] = None,
+           high: Optional[float] = None) -> Callable[[str], Any]:
+    """An argparse type: a finite `kind` (int or float) >= low, > above, <= high."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"{text} is not at least {low:g}")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"{text} is not more than {above:g}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} is more than {high:g}")
+        return value
+
+    return parse
+
+
+def file_name(text: str) -> str:
+    """An argparse type for a file name: not empty."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a file name")
+    return text
+
+
 @reports_user_errors
 def run_train(config: DictConfig) -> Any:
+    validate(config, TrainConfig)
     from deepspeech_pytorch.training import train
 
     setup_logging()
@@ -68,6 +307,7 @@ def _transcriber(config: DictConfig, batch_size: int = 8):
 
 @reports_user_errors
 def run_eval(config: DictConfig) -> Any:
+    validate(config, EvalConfig)
     from deepspeech_pytorch.evaluation import evaluate_manifest
 
     setup_logging(logging.INFO if config.verbose else logging.WARNING)
@@ -86,18 +326,31 @@ def run_eval(config: DictConfig) -> Any:
     return result
 
 
+SKIPPED_SHOWN = 20  # skipped folder entries named one per line; beyond that, a count
+
+
 def audio_paths(value: Any) -> List[str]:
-    """One path or a list of them; a folder stands for the audio files directly inside it."""
+    """One path or a list of them; a folder stands for the audio files directly inside it. What a
+    folder listing leaves out is named on stderr, one warning line per entry, so nothing is skipped
+    without a word; a folder with no audio at all is an error naming what it holds."""
+    from deepspeech_pytorch.audio import scan_audio_folder
+
     paths = [str(v) for v in value] if isinstance(value, (list, tuple, ListConfig)) else [str(value)]
     expanded: List[str] = []
     for path in paths:
-        if os.path.isdir(path):
-            found = audio_files_in(path)
-            if not found:
-                raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in the folder {path}")
-            expanded.extend(found)
-        else:
+        if not os.path.isdir(path):
             expanded.append(path)
+            continue
+        found, skipped = scan_audio_folder(path)
+        if not found:
+            held = "; ".join(f"{os.path.basename(entry.path)}: {entry.reason}" for entry in skipped[:3])
+            more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+            raise FileNotFoundError(f"no audio files in the folder {path}" + (f" ({held}{more})" if held else ""))
+        for entry in skipped[:SKIPPED_SHOWN]:
+            print(f"warning: skipped {entry.path}: {entry.reason}", file=sys.stderr)
+        if len(skipped) > SKIPPED_SHOWN:
+            print(f"warning: skipped {len(skipped) - SKIPPED_SHOWN} more entries of {path}", file=sys.stderr)
+        expanded.extend(found)
     return expanded
 
 
@@ -105,6 +358,9 @@ def audio_paths(value: Any) -> List[str]:
 def run_transcribe(config: DictConfig) -> int:
     """Print one JSON line per file, and a timing summary on stderr; a bad file is reported and the
     others still transcribed."""
+    validate(config, TranscribeConfig)
+    from deepspeech_pytorch.audio import AudioError
+
     setup_logging(logging.WARNING)
     paths = audio_paths(config.audio_path)  # a bad folder fails before the model loads
     started = time.perf_counter()
@@ -136,3 +392,41 @@ def run_transcribe(config: DictConfig) -> int:
     if failures:
         sys.exit(1)
     return 0
+
+
+@reports_user_errors
+def run_benchmark(config: DictConfig) -> Any:
+    """speed: one JSON object; throughput: a table on stdout, then its rows as JSON."""
+    c = validate(config, BenchmarkConfig)
+    from deepspeech_pytorch.benchmarking import benchmark, format_table, throughput
+
+    if c.mode == "throughput":
+        rows = throughput(c.preset, list(c.batch_sizes), c.seconds, list(c.precisions), c.device, c.warmup, c.repeats,
+                          c.find_largest_batch)
+        if rows:
+            print(format_table(rows), flush=True)
+            print(json.dumps(rows))
+        return rows
+    figures = benchmark(c.preset, c.batch_size, c.seconds, c.device, c.warmup, c.repeats, model_path=c.model_path,
+                        bundled=c.bundled)
+    print(json.dumps(figures))
+    return figures
+
+
+@reports_user_errors
+def run_noise_inject(config: DictConfig) -> float:
+    c = validate(config, NoiseInjectConfig)
+    from deepspeech_pytorch.augment import inject_noise_file
+
+    snr = inject_noise_file(c.input_path, c.noise_path, c.output_path, c.snr_db, c.seed)
+    print(f"wrote {c.output_path} (SNR {snr:.1f} dB)")
+    return snr
+
+
+@reports_user_errors
+def run_serve(config: DictConfig) -> None:
+    """Check the settings, then serving.run_server (loads the model, serves until interrupted)."""
+    validate(config, ServerConfig)
+    from deepspeech_pytorch.serving import run_server
+
+    run_server(config)
