@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from deepspeech_pytorch.audio import AudioError, AudioSource, load_audio
+from deepspeech_pytorch.audio import AudioSource, to_waveform
 from deepspeech_pytorch.checkpoint import CheckpointError, build_model, load_checkpoint
 from deepspeech_pytorch.configs import DecoderConfig, FeatureConfig, LanguageModelConfig
 from deepspeech_pytorch.decoders import Hypothesis, ModelLanguageModel, WordTiming, build_decoder, move_word_times
@@ -220,7 +220,8 @@ class Transcriber:
         return hypotheses
 
     def transcribe(self, audio: Union[AudioSource, np.ndarray], word_timings: bool = True) -> Transcription:
-        """Transcribe one file path, bytes, or mono float32 array at the model's rate."""
+        """Transcribe one file path, bytes, or array of samples at the model's rate (float or integer PCM; a
+        stereo array is averaged). Raises AudioError naming the input when it cannot be used."""
         return self.transcribe_many([audio], word_timings)[0]
 
     def segments(self, samples: np.ndarray) -> List[Tuple[int, int]]:
@@ -236,9 +237,8 @@ class Transcriber:
 
     def transcribe_many(self, audios: Sequence[Union[AudioSource, np.ndarray]], word_timings: bool = True) -> List[Transcription]:
         """Transcribe several inputs; long ones are cut into pieces and all pieces batched together."""
-        waveforms = [a if isinstance(a, np.ndarray) else load_audio(a, self.sample_rate) for a in audios]
-        if any(len(samples) == 0 for samples in waveforms):
-            raise AudioError("audio has zero length")
+        minimum = self.loaded.features.window_size  # one analysis window
+        waveforms = [to_waveform(audio, self.sample_rate, min_seconds=minimum) for audio in audios]
         pieces, owners, offsets = [], [], []
         for owner, samples in enumerate(waveforms):
             for start, end in self.segments(samples):

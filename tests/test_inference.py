@@ -53,7 +53,7 @@ def test_batched_transcription_equals_one_by_one(tiny_model_path, speech_corpus)
 
 def test_bad_inputs(tiny_model_path, tmp_path):
     transcriber = Transcriber(load_model(tiny_model_path))
-    with pytest.raises(AudioError, match="zero length"):
+    with pytest.raises(AudioError, match="zero-length"):
         transcriber.transcribe(np.zeros(0, dtype=np.float32))
     (tmp_path / "x.wav").write_bytes(b"RIFF....WAVEjunk")
     with pytest.raises(AudioError, match="x.wav"):
@@ -90,3 +90,19 @@ def test_the_package_face_is_small_and_imports_no_torch():
     assert loaded.name == load_model().name and isinstance(deepspeech_pytorch.Transcriber(loaded), Transcriber)
     with pytest.raises(AttributeError):
         deepspeech_pytorch.no_such_thing
+
+
+def test_arrays_of_any_layout_and_bad_arrays_through_the_api(tiny_model_path):
+    """A stereo array (either orientation) or 16-bit PCM is what a user of the Python API has at hand; it
+    transcribes as the mono float signal does. Arrays that cannot be audio are one AudioError naming them."""
+    transcriber = Transcriber(load_model(tiny_model_path), vad=False)
+    mono = (0.1 * np.random.default_rng(5).standard_normal(16000)).astype(np.float32)
+    expected = transcriber.transcribe(mono)
+    for variant in (np.stack([mono, mono], axis=1), np.stack([mono, mono]), mono.astype(np.float64)):
+        assert transcriber.transcribe(variant).text == expected.text
+    pcm = (mono * 32767).astype(np.int16)
+    assert transcriber.transcribe(pcm).duration == pytest.approx(1.0)
+    for bad, words in ((np.zeros((4, 4, 4), np.float32), "shape"), (np.array([np.nan] * 800, np.float32), "NaN"),
+                       (np.zeros(10, np.float32), "too short")):
+        with pytest.raises(AudioError, match=words):
+            transcriber.transcribe(bad)
