@@ -1,19 +1,37 @@
 """Synthesize the offline English speech corpus, e.g. `python data/synthetic.py --output-dir corpus --hours 5`.
 
 An interrupted build resumes: run the same command again and finished files are kept.
+`--holdout-engine pico` keeps one synthesizer out of train/val/test: it speaks only in engine_test.jsonl.
 """
 
 import argparse
 import logging
 import os
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from deepspeech_pytorch.corpora.sentences import TextSourceError
-from deepspeech_pytorch.corpora.synthetic import SyntheticCorpusError, build_corpus, format_summary
+from deepspeech_pytorch.corpora.synthetic import (DEFAULT_ENGINE_WEIGHTS, SyntheticCorpusError, build_corpus,
+                                                  format_summary)
 from deepspeech_pytorch.corpora.tts import ENGINES, SynthesisError, SynthesizerMissing
+
+
+def _names(value: str) -> List[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _weights(value: str) -> Dict[str, float]:
+    """"espeak-ng=0.5,kokoro=0.2" -> {"espeak-ng": 0.5, "kokoro": 0.2}."""
+    weights = {}
+    for item in _names(value):
+        engine, _, weight = item.partition("=")
+        try:
+            weights[engine.strip()] = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"engine weight {item!r} is not ENGINE=NUMBER") from None
+    return weights
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -26,6 +44,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="debian, grid, or fortunes/wordnet/bible/gcide (comma separated), or a text file "
                              "with one sentence per line (default: %(default)s)")
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma separated (default: %(default)s)")
+    parser.add_argument("--engine-weights", type=_weights, default=None, metavar="ENGINE=W,...",
+                        help="share of utterances per engine, replacing these defaults: " +
+                             ",".join(f"{e}={w:g}" for e, w in DEFAULT_ENGINE_WEIGHTS.items()))
+    parser.add_argument("--holdout-engine", default="", metavar="ENGINE[,ENGINE]",
+                        help="engines heard only in engine_test.jsonl (as large as test, on test sentences), "
+                             "never in train, val or test: evaluation on an unseen synthesizer")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--val-fraction", type=float, default=0.05, help="share of audio, speakers and sentences")
@@ -37,9 +61,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         with logging_redirect_tqdm():
             summary = build_corpus(args.output_dir, hours=args.hours, utterances=args.utterances,
                                    text_source=args.text_source,
-                                   engines=[e.strip() for e in args.engines.split(",") if e.strip()],
-                                   seed=args.seed, workers=args.workers, val_fraction=args.val_fraction,
-                                   test_fraction=args.test_fraction, progress=not args.quiet)
+                                   engines=_names(args.engines), holdout_engines=_names(args.holdout_engine),
+                                   engine_weights={**DEFAULT_ENGINE_WEIGHTS, **(args.engine_weights or {})},
+                                   seed=args.seed, workers=args.workers,
+                                   val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                                   progress=not args.quiet)
     except (SynthesizerMissing, SynthesisError, SyntheticCorpusError, TextSourceError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

