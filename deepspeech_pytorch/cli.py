@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequ
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from deepspeech_pytorch.configs import (SCHEMAS, BenchmarkConfig, ConfigError, EvalConfig, NoiseInjectConfig, Paths,
+from deepspeech_pytorch.configs import (RULE, SCHEMAS, BenchmarkConfig, ConfigError, EvalConfig, NoiseInjectConfig, Paths,
                                         ServerConfig, Text, TrainConfig, TranscribeConfig, first_line, settings_of,
                                         unknown_setting, validate)
 
@@ -155,7 +155,7 @@ def prepare_arguments(arguments: Sequence[str], schema: type, positional: Option
                 loose_at = len(prepared)
             loose.append(argument)
             continue
-        rule = settings[bare_key].metadata.get("rule") if bare_key in settings else None
+        rule = settings[bare_key].metadata.get(RULE) if bare_key in settings else None
         if equals and isinstance(rule, Text):
             given_positional = given_positional or bare_key == positional
             listed = _literal_list(value) if isinstance(rule, Paths) else None
