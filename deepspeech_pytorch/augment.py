@@ -24,17 +24,17 @@ import importlib.util
 import logging
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from torch import Tensor
 
 from deepspeech_pytorch.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio, resample, write_audio
-from deepspeech_pytorch.channel import (CODECS, band_limit, codec, floor_noise, insert_silences, quiet_point,
+from deepspeech_pytorch.channel import (band_limit, codec, floor_noise, insert_silences, quiet_point,
                                         random_room, reverberate, room_impulse_response, telephone)
-from deepspeech_pytorch.configs import (AugmentConfig, ConfigError, NoiseAugmentConfig, PerturbConfig,
-                                        SpecAugmentConfig)
+from deepspeech_pytorch.configs import (AugmentConfig, BabbleAugmentConfig, ChannelAugmentConfig, ConfigError,
+                                        NoiseAugmentConfig, PerturbConfig, RoomAugmentConfig, SilenceAugmentConfig,
+                                        SpecAugmentConfig, validate)
 
 logger = logging.getLogger(__name__)
 
@@ -42,148 +42,23 @@ NOISE_CACHE_CLIPS = 64  # decoded noise (or babble) clips kept per worker
 ROOM_POOL_SEED = 20240611  # the simulated rooms are the same family in every run and worker
 
 
-# ---- configs (to move into configs.py as AugmentConfig.room / .channel / .silence / .babble) ------------
-
-@dataclass
-class RoomAugmentConfig:
-    """Reverb of a simulated shoebox room (pyroomacoustics), or of measured impulse responses."""
-    enabled: bool = False
-    probability: float = 0.3  # of an utterance being reverberated
-    min_rt60: float = 0.15  # seconds, reverberation time (the wall absorption follows, by Sabine)
-    max_rt60: float = 0.8
-    min_side: float = 3.0  # metres, room length and width
-    max_side: float = 10.0
-    min_height: float = 2.4  # metres
-    max_height: float = 4.0
-    min_distance: float = 0.3  # metres from the talker's mouth to the microphone
-    max_distance: float = 3.0
-    rooms: int = 256  # simulated rooms to draw from; each is simulated once per worker, on first use
-    directory: Optional[str] = None  # measured impulse responses (audio files) to use instead of simulated rooms
-
-    def check_together(self, name: Callable[[str], str]) -> None:
-        _check_probabilities(self, name, "probability")
-        _check_positive(self, name, "min_rt60", "min_side", "min_height", "min_distance", "rooms")
-        for low, high in (("min_rt60", "max_rt60"), ("min_side", "max_side"), ("min_height", "max_height"),
-                          ("min_distance", "max_distance")):
-            _check_ordered(self, name, low, high)
-        if self.min_side < 2.0 or self.min_height < 2.0:
-            raise ConfigError(f"{name('min_side')} and {name('min_height')} must be at least 2 (metres): "
-                              f"talker and microphone keep 0.5 m from the walls")
-
-
-@dataclass
-class ChannelAugmentConfig:
-    """The recording chain: a band-limited microphone or the telephone channel, then a lossy codec."""
-    enabled: bool = False
-    telephone_probability: float = 0.1  # down to 8 kHz, band-pass 300-3400 Hz, back up
-    bandlimit_probability: float = 0.2  # (when not telephone) a random low-pass and high-pass
-    min_lowpass_hz: float = 3000.0
-    max_lowpass_hz: float = 7500.0  # at or above the Nyquist frequency: no low-pass
-    min_highpass_hz: float = 0.0  # 0: no high-pass
-    max_highpass_hz: float = 300.0
-    codec_probability: float = 0.2  # of an utterance going through one codec, drawn from `codecs`
-    codecs: List[str] = field(default_factory=lambda: ["mp3", "gsm", "mulaw"])  # also: alaw, opus (slow)
-    min_bitrate_kbps: float = 8.0  # mp3 and opus
-    max_bitrate_kbps: float = 32.0
-
-    def check_together(self, name: Callable[[str], str]) -> None:
-        _check_probabilities(self, name, "telephone_probability", "bandlimit_probability", "codec_probability")
-        _check_positive(self, name, "min_lowpass_hz", "min_bitrate_kbps")
-        if self.min_highpass_hz < 0:
-            raise ConfigError(f"{name('min_highpass_hz')}={self.min_highpass_hz} must be at least 0")
-        for low, high in (("min_lowpass_hz", "max_lowpass_hz"), ("min_highpass_hz", "max_highpass_hz"),
-                          ("min_bitrate_kbps", "max_bitrate_kbps"), ("max_highpass_hz", "min_lowpass_hz")):
-            _check_ordered(self, name, low, high)
-        if not self.codecs:
-            raise ConfigError(f"{name('codecs')}=[] names no codec: choose from {', '.join(CODECS)}")
-        for number, item in enumerate(self.codecs):
-            if item not in CODECS:
-                raise ConfigError(f"{name('codecs')}[{number}]={item!r}: choose from {', '.join(CODECS)}")
-
-
-@dataclass
-class SilenceAugmentConfig:
-    """Silence before, after and inside the speech, as real recordings have (the transcript is unchanged)."""
-    enabled: bool = False
-    probability: float = 0.5  # of an utterance getting leading and trailing silence
-    min_lead: float = 0.0  # seconds before the speech
-    max_lead: float = 1.0
-    min_trail: float = 0.0  # seconds after it
-    max_trail: float = 1.0
-    pause_probability: float = 0.3  # of a pause inside as well, at a quiet point (between words)
-    min_pause: float = 0.2  # seconds
-    max_pause: float = 1.0
-    digital_probability: float = 0.3  # of the silences being exact zeros, else low-level noise
-    min_floor_dbfs: float = -90.0  # level of that noise (RMS, dB below full scale)
-    max_floor_dbfs: float = -60.0
-
-    def check_together(self, name: Callable[[str], str]) -> None:
-        _check_probabilities(self, name, "probability", "pause_probability", "digital_probability")
-        for key in ("min_lead", "min_trail", "min_pause"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{name(key)}={getattr(self, key)} must be at least 0 (seconds)")
-        for low, high in (("min_lead", "max_lead"), ("min_trail", "max_trail"), ("min_pause", "max_pause"),
-                          ("min_floor_dbfs", "max_floor_dbfs")):
-            _check_ordered(self, name, low, high)
-        if self.max_floor_dbfs > 0:
-            raise ConfigError(f"{name('max_floor_dbfs')}={self.max_floor_dbfs} must be at most 0 (dB below full scale)")
-
-
-@dataclass
-class BabbleAugmentConfig:
-    """Several other utterances mixed as background talk, at a random SNR."""
-    enabled: bool = False
-    probability: float = 0.1  # of an utterance getting babble
-    manifest: Optional[str] = None  # utterances to babble from; unset: the training set (given by the trainer)
-    min_talkers: int = 3
-    max_talkers: int = 6
-    min_snr_db: float = 10.0
-    max_snr_db: float = 25.0
-
-    def check_together(self, name: Callable[[str], str]) -> None:
-        _check_probabilities(self, name, "probability")
-        _check_positive(self, name, "min_talkers")
-        _check_ordered(self, name, "min_talkers", "max_talkers")
-        _check_ordered(self, name, "min_snr_db", "max_snr_db")
-
-
 SECTIONS = {"room": RoomAugmentConfig, "channel": ChannelAugmentConfig, "silence": SilenceAugmentConfig,
             "babble": BabbleAugmentConfig}
 
 
-def _check_probabilities(config: Any, name: Callable[[str], str], *keys: str) -> None:
-    for key in keys:
-        value = getattr(config, key)
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{name(key)}={value} must be at least 0 and at most 1")
-
-
-def _check_positive(config: Any, name: Callable[[str], str], *keys: str) -> None:
-    for key in keys:
-        if not getattr(config, key) > 0:
-            raise ConfigError(f"{name(key)}={getattr(config, key)} must be positive")
-
-
-def _check_ordered(config: Any, name: Callable[[str], str], low: str, high: str) -> None:
-    if getattr(config, low) > getattr(config, high):
-        raise ConfigError(f"{name(low)}={getattr(config, low)} is more than {name(high)}={getattr(config, high)}")
-
-
 def augment_section(config: Any, key: str) -> Any:
-    """`config.<key>` (room, channel, silence, babble) as its dataclass, checked; the default (off)
-    where AugmentConfig has no such field yet. Accepts a dataclass, an OmegaConf node or a dict."""
+    """`config.<key>` (room, channel, silence, babble) as its dataclass, checked against its rules (the
+    default, off, where it is missing). Accepts a dataclass, an OmegaConf node or a dict."""
     cls = SECTIONS[key]
-    value = getattr(config, key, None)
+    value = getattr(config, key, None) if not isinstance(config, dict) else config.get(key)
     if value is None:
         return cls()
-    if not isinstance(value, cls):
-        from omegaconf import OmegaConf
-
-        if dataclasses.is_dataclass(value):  # e.g. the same section as configs.py defines it
-            value = dataclasses.asdict(value)
-        value = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), value))
-    value.check_together(lambda item: f"augment.{key}.{item}")
-    return value
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    try:
+        return validate(value, cls)
+    except ConfigError as error:  # name the setting as the command line spells it
+        raise ConfigError(f"augment.{key}.{error}") from None
 
 
 # ---- pure functions ---------------------------------------------------------------------------------

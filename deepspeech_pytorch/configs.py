@@ -310,11 +310,101 @@ class PerturbConfig:
         _ordered(self, name, "min_gain_db", "max_gain_db")
 
 
+CODEC_NAMES = ("mp3", "gsm", "mulaw", "alaw", "opus")  # = deepspeech_pytorch.channel.CODECS
+
+
+@dataclass
+class RoomAugmentConfig:
+    """Reverb of a simulated shoebox room (pyroomacoustics), or of measured impulse responses."""
+    enabled: bool = False
+    probability: float = checked(0.3, Between(0, 1))  # of an utterance being reverberated
+    min_rt60: float = checked(0.15, Positive())  # seconds, reverberation time (wall absorption follows, by Sabine)
+    max_rt60: float = checked(0.8, Positive())
+    min_side: float = checked(3.0, AtLeast(2))  # metres, room length and width (talker and mic keep 0.5 m off the walls)
+    max_side: float = checked(10.0, AtLeast(2))
+    min_height: float = checked(2.4, AtLeast(2))  # metres
+    max_height: float = checked(4.0, AtLeast(2))
+    min_distance: float = checked(0.3, Positive())  # metres from the talker's mouth to the microphone
+    max_distance: float = checked(3.0, Positive())
+    rooms: int = checked(256, AtLeast(1))  # simulated rooms to draw from; each simulated once per worker, on first use
+    directory: Optional[str] = checked(None, Path())  # measured impulse responses (audio files) instead of simulated rooms
+
+    def check_together(self, name: Callable[[str], str]) -> None:
+        _ordered(self, name, "min_rt60", "max_rt60")
+        _ordered(self, name, "min_side", "max_side")
+        _ordered(self, name, "min_height", "max_height")
+        _ordered(self, name, "min_distance", "max_distance")
+
+
+@dataclass
+class ChannelAugmentConfig:
+    """The recording chain: a band-limited microphone or the telephone channel, then a lossy codec."""
+    enabled: bool = False
+    telephone_probability: float = checked(0.1, Between(0, 1))  # down to 8 kHz, band-pass 300-3400 Hz, back up
+    bandlimit_probability: float = checked(0.2, Between(0, 1))  # (when not telephone) a random low-pass and high-pass
+    min_lowpass_hz: float = checked(3000.0, Positive())
+    max_lowpass_hz: float = checked(7500.0, Positive())  # at or above the Nyquist frequency: no low-pass
+    min_highpass_hz: float = checked(0.0, AtLeast(0))  # 0: no high-pass
+    max_highpass_hz: float = checked(300.0, AtLeast(0))
+    codec_probability: float = checked(0.2, Between(0, 1))  # of one codec, drawn from `codecs`
+    codecs: List[str] = checked_list(lambda: ["mp3", "gsm", "mulaw"], ListOf(OneOf(CODEC_NAMES)))  # also alaw, opus (slow)
+    min_bitrate_kbps: float = checked(8.0, Positive())  # mp3 and opus
+    max_bitrate_kbps: float = checked(32.0, Positive())
+
+    def check_together(self, name: Callable[[str], str]) -> None:
+        _ordered(self, name, "min_lowpass_hz", "max_lowpass_hz")
+        _ordered(self, name, "min_highpass_hz", "max_highpass_hz")
+        _ordered(self, name, "max_highpass_hz", "min_lowpass_hz")
+        _ordered(self, name, "min_bitrate_kbps", "max_bitrate_kbps")
+
+
+@dataclass
+class SilenceAugmentConfig:
+    """Silence before, after and inside the speech, as real recordings have (the transcript is unchanged)."""
+    enabled: bool = False
+    probability: float = checked(0.5, Between(0, 1))  # of an utterance getting leading and trailing silence
+    min_lead: float = checked(0.0, AtLeast(0))  # seconds before the speech
+    max_lead: float = checked(1.0, AtLeast(0))
+    min_trail: float = checked(0.0, AtLeast(0))  # seconds after it
+    max_trail: float = checked(1.0, AtLeast(0))
+    pause_probability: float = checked(0.3, Between(0, 1))  # of a pause inside as well, at a quiet point
+    min_pause: float = checked(0.2, AtLeast(0))  # seconds
+    max_pause: float = checked(1.0, AtLeast(0))
+    digital_probability: float = checked(0.3, Between(0, 1))  # of exact zeros, else low-level noise
+    min_floor_dbfs: float = checked(-90.0, Between(-200, 0))  # that noise's RMS level, dB below full scale
+    max_floor_dbfs: float = checked(-60.0, Between(-200, 0))
+
+    def check_together(self, name: Callable[[str], str]) -> None:
+        for low, high in (("min_lead", "max_lead"), ("min_trail", "max_trail"), ("min_pause", "max_pause"),
+                          ("min_floor_dbfs", "max_floor_dbfs")):
+            _ordered(self, name, low, high)
+
+
+@dataclass
+class BabbleAugmentConfig:
+    """Several other utterances mixed as background talk, at a random SNR."""
+    enabled: bool = False
+    probability: float = checked(0.1, Between(0, 1))  # of an utterance getting babble
+    manifest: Optional[str] = checked(None, Path())  # utterances to babble from; unset: the training set
+    min_talkers: int = checked(3, AtLeast(1))
+    max_talkers: int = checked(6, AtLeast(1))
+    min_snr_db: float = 10.0  # dB
+    max_snr_db: float = 25.0
+
+    def check_together(self, name: Callable[[str], str]) -> None:
+        _ordered(self, name, "min_talkers", "max_talkers")
+        _ordered(self, name, "min_snr_db", "max_snr_db")
+
+
 @dataclass
 class AugmentConfig:
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     noise: NoiseAugmentConfig = field(default_factory=NoiseAugmentConfig)
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
+    room: RoomAugmentConfig = field(default_factory=RoomAugmentConfig)
+    channel: ChannelAugmentConfig = field(default_factory=ChannelAugmentConfig)
+    silence: SilenceAugmentConfig = field(default_factory=SilenceAugmentConfig)
+    babble: BabbleAugmentConfig = field(default_factory=BabbleAugmentConfig)
 
 
 @dataclass

@@ -115,8 +115,9 @@ def test_noise_inject_script(tmp_path, speech_corpus):
 
 from types import SimpleNamespace  # noqa: E402
 
-from deepspeech_pytorch.augment import (BabbleAugmentConfig, ChannelAugmentConfig, RoomAugmentConfig,  # noqa: E402
-                                        SilenceAugmentConfig, augment_section, babble)
+from deepspeech_pytorch.augment import augment_section, babble  # noqa: E402
+from deepspeech_pytorch.configs import (BabbleAugmentConfig, ChannelAugmentConfig, RoomAugmentConfig,  # noqa: E402
+                                        SilenceAugmentConfig)
 from deepspeech_pytorch.channel import (CODECS, MP3_BITRATES, band_limit, codec, fit_length, insert_silences,  # noqa: E402
                                         mp3_compression_level, quiet_point, random_room, reverberate,
                                         room_impulse_response, telephone)
@@ -372,14 +373,14 @@ def test_sections_are_read_from_the_augment_config_when_it_has_them(speech):
 
 @pytest.mark.parametrize("key,values,message", [
     ("channel", {"codecs": ["aac"]}, "augment.channel.codecs[0]='aac': choose from mp3"),
-    ("channel", {"codecs": []}, "augment.channel.codecs=[] names no codec"),
-    ("channel", {"min_lowpass_hz": 200.0}, "augment.channel.max_highpass_hz=300.0 is more than augment.channel.min_lowpass_hz"),
+    ("channel", {"codecs": []}, "augment.channel.codecs=[] must have at least 1 item(s)"),
+    ("channel", {"min_lowpass_hz": 200.0}, "augment.channel.max_highpass_hz=300.0 is more than min_lowpass_hz=200.0"),
     ("room", {"probability": 1.5}, "augment.room.probability=1.5 must be at least 0 and at most 1"),
-    ("room", {"min_rt60": 0.9}, "augment.room.min_rt60=0.9 is more than augment.room.max_rt60=0.8"),
-    ("room", {"min_side": 1.0}, "augment.room.min_side and augment.room.min_height must be at least 2"),
-    ("silence", {"max_floor_dbfs": 3.0}, "augment.silence.max_floor_dbfs=3.0 must be at most 0"),
+    ("room", {"min_rt60": 0.9}, "augment.room.min_rt60=0.9 is more than max_rt60=0.8"),
+    ("room", {"min_side": 1.0}, "augment.room.min_side=1.0 must be at least 2"),
+    ("silence", {"max_floor_dbfs": 3.0}, "augment.silence.max_floor_dbfs=3.0 must be at least -200 and at most 0"),
     ("silence", {"min_pause": -1.0}, "augment.silence.min_pause=-1.0 must be at least 0"),
-    ("babble", {"min_talkers": 0}, "augment.babble.min_talkers=0 must be positive"),
+    ("babble", {"min_talkers": 0}, "augment.babble.min_talkers=0 must be at least 1"),
 ])
 def test_wrong_settings_are_one_clear_error(key, values, message):
     with pytest.raises(ConfigError) as error:
@@ -419,3 +420,10 @@ def test_preview_tool_writes_every_effect(tmp_path, speech_corpus):
     assert len(load_audio(str(tmp_path / "out" / "telephone.wav"))) == len(clean)
     assert len(load_audio(str(tmp_path / "out" / "silence.wav"))) > len(clean)
     assert augment_preview.main(["missing.wav", "--output", str(tmp_path / "x")]) == 1
+
+
+def test_the_codec_names_a_config_may_give_are_the_codecs_there_are():
+    from deepspeech_pytorch.channel import CODECS
+    from deepspeech_pytorch.configs import CODEC_NAMES
+
+    assert set(CODEC_NAMES) == set(CODECS)
