@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequ
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from deepspeech_pytorch.configs import (RULE, SCHEMAS, BenchmarkConfig, ConfigError, EvalConfig, NoiseInjectConfig, Paths,
+from deepspeech_pytorch.configs import (CHUNK_SECONDS, RULE, SCHEMAS, BenchmarkConfig, ConfigError, EvalConfig, NoiseInjectConfig, Paths,
                                         ServerConfig, Text, TrainConfig, TranscribeConfig, first_line, settings_of,
                                         unknown_setting, validate)
 
@@ -300,9 +300,10 @@ def _transcriber(config: DictConfig, batch_size: int = 8):
     from deepspeech_pytorch.inference import Transcriber, load_model, resolve_device
 
     loaded = load_model(config.model_path, device=resolve_device(config.device))
-    chunk_seconds = config.get("chunk_seconds", 30.0)
+    chunk_seconds = config.get("chunk_seconds", CHUNK_SECONDS)
     decoder = OmegaConf.to_object(config.decoder) if OmegaConf.is_config(config.decoder) else config.decoder
-    return Transcriber(loaded, decoder=decoder, chunk_seconds=chunk_seconds, batch_size=batch_size)
+    return Transcriber(loaded, decoder=decoder, chunk_seconds=chunk_seconds, batch_size=batch_size,
+                       vad=config.get("vad", True))
 
 
 @reports_user_errors

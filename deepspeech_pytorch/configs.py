@@ -25,6 +25,9 @@ from omegaconf.errors import OmegaConfBaseException
 from deepspeech_pytorch.labels import DEFAULT_LABELS
 
 
+CHUNK_SECONDS = 30.0  # the longest piece of audio given to the model at once; longer speech is split
+
+
 class ConfigError(ValueError):
     """A setting that cannot work; the message names the setting, its value and what is allowed."""
 
@@ -204,7 +207,10 @@ class FeatureConfig:
     window: str = checked("hamming", OneOf(WINDOW_NAMES))
     kind: str = checked("linear", OneOf(("linear", "mel")))  # linear: log(1 + |STFT|), 161 bins; mel: log-mel filterbank
     n_mels: int = checked(80, AtLeast(1))
-    normalize: bool = True  # per-utterance mean/std over the valid frames
+    normalize: bool = True  # per-utterance mean/std over the valid frames (when normalization is unset)
+    # utterance | global (statistics stored with the model) | running (causal, for streaming) | none;
+    # unset: utterance when `normalize`, else none (checkpoints from before this setting)
+    normalization: Optional[str] = checked(None, OneOf(("utterance", "global", "running", "none")))
 
     @property
     def n_fft(self) -> int:
@@ -511,8 +517,9 @@ class TranscribeConfig:
     batch_size: int = checked(8, AtLeast(1))  # chunks decoded per forward pass
     device: str = checked("auto", Device())
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    chunk_seconds: float = checked(30.0, AtLeast(1))  # longer audio is split at quiet points into chunks of at most this
+    chunk_seconds: float = checked(CHUNK_SECONDS, AtLeast(1))  # longer audio is split at quiet points into chunks of at most this
     word_timings: bool = True
+    vad: bool = True  # transcribe only where voice-activity detection hears speech (silence: empty transcript)
 
     def check_together(self, name: Callable[[str], str]) -> None:
         _beam_only(self.decoder, name)
@@ -559,6 +566,7 @@ class ServerConfig:
     max_batch_wait_ms: float = checked(10.0, AtLeast(0))  # how long the batcher waits to fill a batch
     max_queue: int = checked(64, AtLeast(1))  # waiting requests beyond this are answered 503
     request_timeout_seconds: float = checked(60.0, Positive())
+    vad: bool = True  # transcribe only where voice-activity detection hears speech
     log_level: str = checked("info", OneOf(("critical", "error", "warning", "info", "debug", "trace"), ignore_case=True))
 
 

@@ -49,7 +49,7 @@ RUNNING_PRIOR_FRAMES = 100  # running normalisation starts from the global stati
 
 def normalization_of(config: FeatureConfig) -> str:
     """The config's normalisation mode; configs from before `normalization` existed say `normalize: bool`."""
-    mode = getattr(config, "normalization", None) or ("utterance" if config.normalize else "none")
+    mode = config.normalization or ("utterance" if config.normalize else "none")
     if mode not in NORMALIZATIONS:
         raise ValueError(f"unknown features.normalization {mode!r}; choose from {', '.join(NORMALIZATIONS)}")
     return mode

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -15,7 +16,7 @@ from torch import Tensor
 
 from deepspeech_pytorch.audio import AudioSource, to_waveform
 from deepspeech_pytorch.checkpoint import CheckpointError, build_model, load_checkpoint
-from deepspeech_pytorch.configs import DecoderConfig, FeatureConfig, LanguageModelConfig
+from deepspeech_pytorch.configs import CHUNK_SECONDS, DecoderConfig, FeatureConfig, LanguageModelConfig
 from deepspeech_pytorch.decoders import Hypothesis, ModelLanguageModel, WordTiming, build_decoder, move_word_times
 from deepspeech_pytorch.features import seconds_per_frame, spectrogram
 from deepspeech_pytorch.labels import Alphabet
@@ -24,7 +25,6 @@ from deepspeech_pytorch.vad import VadConfig, speech_segments
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SECONDS = 30.0  # the longest piece of audio given to the model at once; longer speech is split
 QUIET_SEARCH_SECONDS = 3.0  # how far back from a chunk's end to look for a quiet place to cut
 ENERGY_FRAME_SECONDS = 0.01
 
@@ -177,6 +177,10 @@ class Transcriber:
     def __init__(self, loaded: LoadedModel, decoder: Union[DecoderConfig, str] = "greedy", chunk_seconds: float = CHUNK_SECONDS,
                  batch_size: int = 8, device: Union[str, torch.device, None] = None, vad: bool = True,
                  vad_config: VadConfig = VadConfig()):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be an integer of at least 1")
+        if not math.isfinite(chunk_seconds) or chunk_seconds < 1:
+            raise ValueError(f"chunk_seconds={chunk_seconds!r} must be a finite number of at least 1")
         self.loaded = loaded
         self.vad = vad
         self.vad_config = vad_config

@@ -108,3 +108,22 @@ def test_segments_at_another_sample_rate_are_in_that_rate(speech):
     at_8k = resample(np.concatenate([silence(2), speech, silence(2)]), RATE, 8000)
     segments = speech_segments(at_8k, 8000)
     assert len(segments) == 1 and 2 * 8000 - 0.4 * 8000 <= segments[0][0] <= 2 * 8000
+
+
+def test_the_command_line_transcribes_padded_speech_as_the_clean_clip(tmp_path, speech):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from deepspeech_pytorch.audio import write_audio
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    write_audio(tmp_path / "clean.wav", speech)
+    write_audio(tmp_path / "padded.wav", np.concatenate([silence(2), speech, silence(8)]))
+    write_audio(tmp_path / "near_silence.wav", np.random.default_rng(0).integers(-1, 2, 5 * RATE) / 32768)
+    result = subprocess.run([sys.executable, os.path.join(root, "transcribe.py"), "clean.wav", "padded.wav",
+                             "near_silence.wav", "decoder.type=beam"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    texts = {record["audio_path"]: record["transcript"] for record in map(json.loads, result.stdout.splitlines())}
+    assert texts["padded.wav"] == texts["clean.wav"] != "" and texts["near_silence.wav"] == ""

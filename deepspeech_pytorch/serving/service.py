@@ -52,7 +52,7 @@ class TranscriptionService:
         for name, config in decoder_choices(settings.decoder, loaded.language_model is not None).items():
             try:
                 self.transcribers[name] = Transcriber(loaded, decoder=config, chunk_seconds=CHUNK_SECONDS,
-                                                      batch_size=settings.max_batch_size)
+                                                      batch_size=settings.max_batch_size, vad=settings.vad)
             except DecoderError as error:
                 if name != "beam" or asked_for_beam:
                     raise
