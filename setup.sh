@@ -14,7 +14,7 @@ packages="espeak-ng libsndfile1 sox"
 # beside the main sources, with the same mirrors.
 main_sources=/etc/apt/sources.list.d/debian.sources
 extra_sources=/etc/apt/sources.list.d/deepspeech-contrib-non-free.sources
-if [ -f "$main_sources" ] && ! grep -qs "non-free" /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null; then
+if [ -f "$main_sources" ] && ! grep -qsE '^(Components:|deb ).*non-free( |$)' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list; then
   sed 's/^Components: .*/Components: contrib non-free/' "$main_sources" | $SUDO tee "$extra_sources" >/dev/null
 fi
 missing=$(for p in $packages; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"; done)
