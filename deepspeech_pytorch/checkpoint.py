@@ -19,11 +19,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from deepspeech_pytorch.configs import FeatureConfig, ModelConfig
+from deepspeech_pytorch.configs import FeatureConfig
 from deepspeech_pytorch.labels import Alphabet
-from deepspeech_pytorch.model import DeepSpeech2
+from deepspeech_pytorch.models import ARCHITECTURES, AcousticModel, AcousticModelConfig, model_config
+from deepspeech_pytorch.models import build_model as build_acoustic_model
 
-FORMAT_VERSION = 1
+# 1: DeepSpeech2 only, no architecture key, one bidirectional RNN module per layer (still loads unchanged);
+# 2: model_config names its architecture (the registry in deepspeech_pytorch.models builds it).
+FORMAT_VERSION = 2
 # What describes the model beside its weights; with "model_state", all that inference needs.
 MODEL_DESCRIPTION_KEYS = ("model_config", "feature_config", "labels")
 INFERENCE_KEYS = ("model_state", *MODEL_DESCRIPTION_KEYS)
@@ -243,11 +246,6 @@ def _few(names: Sequence[str]) -> str:
 
 # The values a stored config field may take, beyond its type.
 _FIELD_RULES = {
-    ("ModelConfig", "rnn_type"): (lambda v: v in ("lstm", "gru", "rnn"), "one of 'lstm', 'gru', 'rnn'"),
-    ("ModelConfig", "hidden_size"): (lambda v: v > 0, "positive"),
-    ("ModelConfig", "hidden_layers"): (lambda v: v > 0, "positive"),
-    ("ModelConfig", "lookahead_context"): (lambda v: v >= 0, "zero or more"),
-    ("ModelConfig", "conv_channels"): (lambda v: v > 0, "positive"),
     ("FeatureConfig", "sample_rate"): (lambda v: v > 0, "positive"),
     ("FeatureConfig", "window_size"): (lambda v: math.isfinite(v) and v > 0, "positive"),
     ("FeatureConfig", "window_stride"): (lambda v: math.isfinite(v) and v > 0, "positive"),
@@ -272,13 +270,22 @@ def _type_ok(annotation: Any, value: Any) -> bool:
 
 
 def _check_model_config(values: Any, path: str) -> None:
+    """The stored model config must build a registered architecture (format 1: DeepSpeech2), each field of
+    its type (a checkpoint is not a command line: nothing is converted)."""
     if not isinstance(values, dict):
-        raise CheckpointError(f"{path}: model_config must be a dict of ModelConfig fields, not {_kind(values)}")
+        raise CheckpointError(f"{path}: model_config must be a dict of model settings, not {_kind(values)}")
     architecture = values.get("architecture", "deepspeech2")
     if not isinstance(architecture, str):
         raise CheckpointError(f"{path}: model_config.architecture must be a string, not {_kind(architecture)}")
-    if architecture == "deepspeech2":
-        _check_fields(ModelConfig, {k: v for k, v in values.items() if k != "architecture"}, "model_config", path)
+    if architecture not in ARCHITECTURES:
+        raise CheckpointError(f"{path}: model_config.architecture {architecture!r} is not one this library knows "
+                              f"({', '.join(sorted(ARCHITECTURES))}); written by a newer version?")
+    _check_fields(ARCHITECTURES[architecture].config_class, values, "model_config", path)
+    try:
+        model_config(values)
+    except ValueError as error:
+        message = str(error).replace("model.", "model_config.", 1)
+        raise CheckpointError(f"{path}: {message}") from None
 
 
 def _check_fields(cls, values: Any, key: str, path: str) -> None:
@@ -298,13 +305,13 @@ def _check_fields(cls, values: Any, key: str, path: str) -> None:
             raise CheckpointError(f"{path}: {key}.{name} must be {rule[1]}, not {value!r}")
 
 
-def model_state(model: torch.nn.Module, model_config: ModelConfig, feature_config: FeatureConfig,
+def model_state(model: torch.nn.Module, config: AcousticModelConfig, feature_config: FeatureConfig,
                 alphabet: Alphabet) -> Dict[str, Any]:
-    """The part of a checkpoint that inference needs."""
+    """The part of a checkpoint that inference needs; the model config with its architecture's name."""
     module = model.module if hasattr(model, "module") else model
     return {
         "model_state": module.state_dict(),
-        "model_config": dataclasses.asdict(model_config),
+        "model_config": dataclasses.asdict(model_config(config)),
         "feature_config": dataclasses.asdict(feature_config),
         "labels": list(alphabet.labels),
     }
@@ -362,17 +369,17 @@ def _load_weights(model: torch.nn.Module, weights: Dict[str, torch.Tensor], stat
     raise CheckpointError(f"{path}: weights do not match the stored model config ({shape}): " + "; ".join(parts))
 
 
-def build_model(state: Dict[str, Any], path: str = "checkpoint") -> Tuple[DeepSpeech2, Alphabet, FeatureConfig]:
+def build_model(state: Dict[str, Any], path: str = "checkpoint") -> Tuple[AcousticModel, Alphabet, FeatureConfig]:
     """Rebuild the model, alphabet and feature config a checkpoint was trained with.
 
     Checks the state first (`check_checkpoint`); weights that do not fit the stored config raise
     CheckpointError naming the missing, unexpected and mis-shaped ones."""
     check_checkpoint(state, path)
-    model_config = ModelConfig(**{k: v for k, v in state["model_config"].items() if k != "architecture"})
+    config = model_config(state["model_config"])  # format 1 has no architecture: DeepSpeech2
     feature_config = FeatureConfig(**(state.get("feature_config") or {}))
     alphabet = Alphabet(labels=tuple(state["labels"]))
     try:
-        model = DeepSpeech2(model_config, feature_config.num_features, len(alphabet))
+        model = build_acoustic_model(config, feature_config.num_features, len(alphabet))
     except (ValueError, RuntimeError) as error:
         raise CheckpointError(f"{path}: cannot build the model its config describes ({_first_line(error)})") from None
     _load_weights(model, _unwrapped(state["model_state"]), state, path)

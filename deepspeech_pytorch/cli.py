@@ -23,9 +23,9 @@ from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequ
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from deepspeech_pytorch.configs import (CHUNK_SECONDS, RULE, SCHEMAS, BenchmarkConfig, ConfigError, EvalConfig, NoiseInjectConfig, Paths,
-                                        ServerConfig, Text, TrainConfig, TranscribeConfig, first_line, settings_of,
-                                        unknown_setting, validate)
+from deepspeech_pytorch.configs import (CHUNK_SECONDS, RULE, SCHEMAS, BenchmarkConfig, ConfigError, EvalConfig,
+                                        NoiseInjectConfig, Paths, ServerConfig, Text, TrainConfig, TranscribeConfig,
+                                        first_line, model_presets, settings_of, unknown_setting, validate)
 
 logger = logging.getLogger("deepspeech_pytorch")
 
@@ -146,6 +146,11 @@ def prepare_arguments(arguments: Sequence[str], schema: type, positional: Option
             continue
         key, equals, value = argument.partition("=")
         bare_key = key.lstrip("+~")
+        if schema is TrainConfig and equals and bare_key in ("preset", "model"):  # the `model` group (was `preset`)
+            if value not in model_presets():
+                raise ConfigError(f"model={value!r}: choose from {', '.join(sorted(model_presets()))}")
+            key = bare_key = "model"
+            argument = f"model={value}"
         if not equals and not argument.startswith("~") or (equals and not _known(bare_key, settings)
                                                               and positional and os.path.exists(argument)):
             if positional is None:
@@ -284,8 +289,9 @@ def file_name(text: str) -> str:
 @reports_user_errors
 def run_train(config: DictConfig) -> Any:
     validate(config, TrainConfig)
-    from deepspeech_pytorch.training import train
+    from deepspeech_pytorch.training import model_config_for, train
 
+    model_config_for(config)  # the model section's own checks, before any data is read
     setup_logging()
     result = train(config)
     summary = {"epochs": result.epochs_completed, "steps": result.steps, "best_wer": result.best_wer,

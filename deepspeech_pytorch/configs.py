@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -233,31 +234,21 @@ class FeatureConfig:
                               f"{name('sample_rate')}={self.sample_rate}")
 
 
-@dataclass
-class ModelConfig:
-    rnn_type: str = "gru"  # lstm | gru | rnn
-    hidden_size: int = 512
-    hidden_layers: int = 3
-    bidirectional: bool = True
-    lookahead_context: int = 20  # frames, for unidirectional models only
-    conv_channels: int = 32
+MODEL_PRESETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "presets")
+DEFAULT_MODEL = "ds2_small"
 
 
-PRESETS = {
-    # CPU-sized default: 3 x bi-GRU 512 over the 161-bin spectrogram.
-    "ds2_small": ModelConfig(rnn_type="gru", hidden_size=512, hidden_layers=3, bidirectional=True),
-    # The original deepspeech.pytorch default: 5 x bi-LSTM 1024 (about 86.6 M parameters).
-    "ds2_original": ModelConfig(rnn_type="lstm", hidden_size=1024, hidden_layers=5, bidirectional=True),
-    # 4 x bi-GRU 320 over 64 log-mel bins (4.9 M parameters), sized so CPU training is feasible and
-    # CPU inference runs about 70-100x faster than real time: configs/bundled.yaml's preset.
-    "ds2_cpu": ModelConfig(rnn_type="gru", hidden_size=320, hidden_layers=4, bidirectional=True, conv_channels=16),
-    # The bundled default model: 4 x bi-GRU 512 over 64 log-mel bins (11.9 M parameters), about 40x
-    # faster than real time on 2 CPU cores; trained on a GPU (tools/train_bundled_gpu.sh).
-    "ds2_cpu_wide": ModelConfig(rnn_type="gru", hidden_size=512, hidden_layers=4, bidirectional=True, conv_channels=16),
-    # A few-hundred-thousand-parameter model for tests and quick experiments.
-    "ds2_tiny": ModelConfig(rnn_type="gru", hidden_size=128, hidden_layers=2, bidirectional=True, conv_channels=16),
-}
-PRESET = OneOf(lambda: sorted(PRESETS))
+def model_presets() -> Dict[str, Dict[str, Any]]:
+    """The model presets (`models/presets/<name>.yaml`: an `architecture` and its settings) by name. Read
+    without importing torch; `deepspeech_pytorch.models.presets()` gives them as config dataclasses."""
+    presets = {}
+    for file in sorted(os.listdir(MODEL_PRESETS_DIR)):
+        if file.endswith(".yaml"):
+            presets[file[:-5]] = OmegaConf.to_container(OmegaConf.load(os.path.join(MODEL_PRESETS_DIR, file)))
+    return presets
+
+
+PRESET = OneOf(lambda: sorted(model_presets()))
 
 
 @dataclass
@@ -437,9 +428,9 @@ class CheckpointConfig:
 
 @dataclass
 class TrainConfig:
-    preset: str = checked("ds2_small", PRESET)
-    model: Optional[ModelConfig] = None  # overrides the preset when given, in a YAML config (OmegaConf cannot
-    # merge command-line model.* fields into this unset node; on the command line, pick a preset)
+    # the acoustic model: a preset from the `model` group (model=ds2_tiny), any of its settings overridable
+    # (model.hidden_size=768); a YAML config may give a whole `model:` section (architecture and settings)
+    model: Any = MISSING
     features: FeatureConfig = field(default_factory=FeatureConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -596,10 +587,13 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(group="hydra/output", name="in_place", package="hydra",
                 node={"run": {"dir": "."}, "sweep": {"dir": "multirun", "subdir": "${hydra.job.num}"}})
+    for preset, values in model_presets().items():  # the `model` group: model=ds2_tiny picks one
+        store.store(group="model", name=preset, node=values)
     for name, schema in SCHEMAS.items():
         store.store(name=f"{name}_schema", node=schema)
+        groups = [{"model": DEFAULT_MODEL}] if name == "train" else []
         store.store(name=name, node={"defaults": [
-            f"{name}_schema", "_self_",
+            f"{name}_schema", *groups, "_self_",
             {"override hydra/output": "in_place"},
             {"override hydra/job_logging": "none"},
             {"override hydra/hydra_logging": "none"},

@@ -27,9 +27,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from deepspeech_pytorch.checkpoint import CONVERT, CheckpointError, build_model, check_checkpoint
-from deepspeech_pytorch.configs import FeatureConfig, ModelConfig
+from deepspeech_pytorch.configs import FeatureConfig
 from deepspeech_pytorch.labels import DEFAULT_LABELS
-from deepspeech_pytorch.model import CONV_LAYERS
+from deepspeech_pytorch.models.deepspeech2 import CONV_LAYERS, DeepSpeech2Config as ModelConfig
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 def demo_train_config(corpus: Dict[str, Any], output_dir: str, epochs: int, max_minutes: float, seed: int) -> TrainConfig:
     config = OmegaConf.structured(TrainConfig)
-    config.preset = "ds2_tiny"
+    config.model = "ds2_tiny"
     config.data.train_manifest = corpus["manifests"]["train"]
     config.data.val_manifest = corpus["manifests"]["val"]
     config.data.batch_size = 16

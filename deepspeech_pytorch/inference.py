@@ -20,7 +20,7 @@ from deepspeech_pytorch.configs import CHUNK_SECONDS, DecoderConfig, FeatureConf
 from deepspeech_pytorch.decoders import Hypothesis, ModelLanguageModel, WordTiming, build_decoder, move_word_times
 from deepspeech_pytorch.features import seconds_per_frame, spectrogram
 from deepspeech_pytorch.labels import Alphabet
-from deepspeech_pytorch.model import DeepSpeech2, count_parameters
+from deepspeech_pytorch.models import AcousticModel
 from deepspeech_pytorch.vad import VadConfig, speech_segments
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
 
 @dataclass
 class LoadedModel:
-    model: DeepSpeech2
+    model: AcousticModel
     alphabet: Alphabet
     features: FeatureConfig
     name: str
@@ -54,15 +54,9 @@ class LoadedModel:
 
     @property
     def info(self) -> Dict[str, Any]:
-        config = self.model.config
-        direction = "bi-" if config.bidirectional else "uni-"
-        return {
-            "name": self.name,
-            "architecture": f"DeepSpeech2 {config.hidden_layers} x {direction}{config.rnn_type} {config.hidden_size}",
-            "parameters": count_parameters(self.model),
-            "sample_rate": self.features.sample_rate,
-            "path": self.path,
-        }
+        described = self.model.describe()
+        return {"name": self.name, "architecture": described["summary"], "parameters": described["parameters"],
+                "sample_rate": self.features.sample_rate, "path": self.path}
 
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")

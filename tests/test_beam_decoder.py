@@ -12,10 +12,10 @@ from omegaconf import OmegaConf
 
 from deepspeech_pytorch import lm
 from deepspeech_pytorch.checkpoint import model_state, save_checkpoint
-from deepspeech_pytorch.configs import PRESETS, DecoderConfig, EvalConfig, FeatureConfig, LanguageModelConfig
+from deepspeech_pytorch.configs import DecoderConfig, EvalConfig, FeatureConfig, LanguageModelConfig
 from deepspeech_pytorch.decoders import BeamSearchDecoder, DecoderError, GreedyDecoder, build_decoder, read_lexicon
 from deepspeech_pytorch.labels import Alphabet
-from deepspeech_pytorch.model import DeepSpeech2
+from deepspeech_pytorch.models import build_model, preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALPHABET = Alphabet()
@@ -196,8 +196,8 @@ def test_test_and_transcribe_scripts_decode_with_beam_search(lms, speech_corpus,
     can only ever write lexicon words."""
     words, chars = lms
     torch.manual_seed(0)
-    model = DeepSpeech2(PRESETS["ds2_tiny"], 161, 29)
-    save_checkpoint(str(tmp_path / "tiny.pt"), model_state(model, PRESETS["ds2_tiny"], FeatureConfig(), ALPHABET))
+    model = build_model(preset("ds2_tiny"), 161, 29)
+    save_checkpoint(str(tmp_path / "tiny.pt"), model_state(model, preset("ds2_tiny"), FeatureConfig(), ALPHABET))
     result = run("test.py", "model_path=tiny.pt", f"test_manifest={speech_corpus}", "num_workers=0",
                  "report_path=report.jsonl", "decoder.type=beam", f"decoder.lm.path={words.path}",
                  f"decoder.lm.lexicon_path={words.lexicon}", "decoder.beam_size=8", "decoder.lm.beta=3", cwd=tmp_path)

@@ -15,13 +15,13 @@ from deepspeech_pytorch import inference, lm
 from deepspeech_pytorch.benchmarking import benchmark
 from deepspeech_pytorch.bundle import Sample, bundle_model, folder_megabytes, half_precision_error
 from deepspeech_pytorch.checkpoint import CheckpointError, load_checkpoint, model_state, save_checkpoint
-from deepspeech_pytorch.configs import PRESETS, DecoderConfig, FeatureConfig, LanguageModelConfig
+from deepspeech_pytorch.configs import DecoderConfig, FeatureConfig, LanguageModelConfig
 from deepspeech_pytorch.datasets import read_manifest
 from deepspeech_pytorch.decoders import BeamSearchDecoder, DecoderError, GreedyDecoder
 from deepspeech_pytorch.inference import PRETRAINED_DIR, Transcriber, default_model_path, load_model
 from deepspeech_pytorch.labels import Alphabet
 from deepspeech_pytorch.metrics import cer, wer
-from deepspeech_pytorch.model import DeepSpeech2
+from deepspeech_pytorch.models import build_model, preset
 from deepspeech_pytorch.training import train
 from test_server import Server
 from test_training import config as training_config
@@ -40,12 +40,12 @@ BEAM_WER_BOUND = 0.10
 def training_checkpoint(tmp_path_factory):
     """A ds2_tiny checkpoint shaped like a training one (optimizer state and config included)."""
     torch.manual_seed(0)
-    model = DeepSpeech2(PRESETS["ds2_tiny"], 161, 29)
+    model = build_model(preset("ds2_tiny"), 161, 29)
     path = str(tmp_path_factory.mktemp("train") / "best.pt")
     optimizer = torch.optim.AdamW(model.parameters())
-    save_checkpoint(path, {**model_state(model, PRESETS["ds2_tiny"], FeatureConfig(), Alphabet()),
+    save_checkpoint(path, {**model_state(model, preset("ds2_tiny"), FeatureConfig(), Alphabet()),
                            "optimizer_state": optimizer.state_dict(), "epoch": 3,
-                           "config": {"preset": "ds2_tiny", "epochs": 3}})
+                           "config": {"model": "ds2_tiny", "epochs": 3}})
     return path
 
 

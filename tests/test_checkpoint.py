@@ -12,9 +12,12 @@ import torch
 
 from deepspeech_pytorch.checkpoint import (CheckpointError, average_checkpoints, build_model, check_training_state,
                                            load_checkpoint, model_state, restore_rng_state, rng_state, save_checkpoint)
-from deepspeech_pytorch.configs import PRESETS, FeatureConfig
+from deepspeech_pytorch.configs import FeatureConfig
 from deepspeech_pytorch.labels import Alphabet
-from deepspeech_pytorch.model import DeepSpeech2
+from deepspeech_pytorch.models import presets
+from deepspeech_pytorch.models.deepspeech2 import DeepSpeech2
+
+PRESETS = presets()
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -322,7 +325,7 @@ def test_weight_mismatches_name_the_weights(tmp_path):
 
 @pytest.mark.parametrize("change,words", [
     (lambda s: s["model_config"].update(hidden_size="128"), "model_config.hidden_size must be int, not str '128'"),
-    (lambda s: s["model_config"].update(rnn_type="transformer"), "model_config.rnn_type must be one of"),
+    (lambda s: s["model_config"].update(rnn_type="transformer"), "model_config.rnn_type='transformer': choose from gru, lstm, rnn"),
     (lambda s: s["model_config"].update(bidirectional=1), "model_config.bidirectional must be bool"),
     (lambda s: s["model_config"].update(dropout=0.1), "unknown model_config fields ['dropout']"),
     (lambda s: s.update(model_config=[128, 2]), "model_config must be a dict"),

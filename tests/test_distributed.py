@@ -35,7 +35,7 @@ def doubled_corpus(speech_corpus, tmp_path_factory):
 
 
 def overrides(manifest, directory, batch_size, **extra):
-    values = {"preset": "ds2_tiny", "data.train_manifest": manifest, "data.batch_size": batch_size,
+    values = {"model": "ds2_tiny", "data.train_manifest": manifest, "data.batch_size": batch_size,
               "data.num_workers": 0, "optim.learning_rate": 3e-3, "log_dir": None,
               "checkpoint.directory": str(directory), "validate_every_epoch": False, "seed": 7}
     values.update(extra)

@@ -5,10 +5,13 @@ import torch
 
 from deepspeech_pytorch.audio import AudioError
 from deepspeech_pytorch.checkpoint import CheckpointError, model_state, save_checkpoint
-from deepspeech_pytorch.configs import PRESETS, FeatureConfig
+from deepspeech_pytorch.configs import FeatureConfig
 from deepspeech_pytorch.inference import Transcriber, chunk_boundaries, load_model
 from deepspeech_pytorch.labels import Alphabet
-from deepspeech_pytorch.model import DeepSpeech2
+from deepspeech_pytorch.models import presets
+from deepspeech_pytorch.models.deepspeech2 import DeepSpeech2
+
+PRESETS = presets()
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
 import pytest
 import torch
 
-from deepspeech_pytorch.configs import PRESETS, ModelConfig
-from deepspeech_pytorch.model import DeepSpeech2, count_parameters
+from deepspeech_pytorch.models import count_parameters, presets
+from deepspeech_pytorch.models.deepspeech2 import DeepSpeech2
+from deepspeech_pytorch.models.deepspeech2 import DeepSpeech2Config as ModelConfig
+
+PRESETS = presets()
 
 
 def lstm_params(inputs, hidden, gates=4):
@@ -79,7 +82,7 @@ def test_padded_bidirectional_layer_matches_a_packed_run(rnn_type):
     """BatchRNN avoids packed sequences for speed; outputs and gradients must be those of a packed run."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    from deepspeech_pytorch.model import BatchRNN
+    from deepspeech_pytorch.models.deepspeech2 import BatchRNN
 
     torch.manual_seed(0)
     layer = BatchRNN(6, 5, rnn_type, bidirectional=True, batch_norm=False)
@@ -170,7 +173,8 @@ def test_model_dynamic_quantizes_its_recurrent_and_linear_layers():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8)
-    assert "Quantized" in type(quantized.rnns[0].rnn).__name__ + type(quantized.rnns[0].rnn_reverse).__name__
+    for layer in (quantized.rnns[0].rnn, quantized.rnns[0].rnn_reverse, quantized.head.module[1]):
+        assert ".quantized." in type(layer).__module__
     features, lengths = _random_batch()
     with torch.no_grad():
         expected, _ = model(features, lengths)

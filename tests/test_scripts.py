@@ -72,7 +72,7 @@ def test_transcribe_bad_file_is_one_line_and_others_still_done(trained, speech_c
 @pytest.mark.parametrize("args,message", [
     (["data.train_manifest=missing.jsonl"], "manifest not found: missing.jsonl"),
     (["data.train_manifest=x.jsonl", "data.batchsize=4"], "batchsize"),
-    (["data.train_manifest=x.jsonl", "preset=ds9"], "preset='ds9': choose from"),
+    (["data.train_manifest=x.jsonl", "preset=ds9"], "model='ds9': choose from"),
 ])
 def test_train_user_errors_are_one_line(tmp_path, args, message):
     (tmp_path / "x.jsonl").write_text("")

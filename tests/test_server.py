@@ -43,7 +43,7 @@ def trained_model(speech_corpus, tmp_path_factory):
     """ds2_tiny overfitted on the six fixture utterances (CER < 0.1 after 60 epochs, ~25 s on 2 cores)."""
     folder = tmp_path_factory.mktemp("server_model")
     config = OmegaConf.structured(TrainConfig)
-    config.preset = "ds2_tiny"
+    config.model = "ds2_tiny"
     config.epochs = 60
     config.data.train_manifest = speech_corpus
     config.data.batch_size = 3

@@ -16,7 +16,7 @@ from deepspeech_pytorch.training import Trainer, train
 
 def config(manifest, directory, **overrides):
     cfg = OmegaConf.structured(TrainConfig)
-    cfg.preset = "ds2_tiny"
+    cfg.model = "ds2_tiny"
     cfg.data.train_manifest = manifest
     cfg.data.batch_size = 3
     cfg.data.num_workers = 0
@@ -57,7 +57,7 @@ def test_resume_gives_the_same_next_step_loss(speech_corpus, tmp_path):
 def test_resume_rejects_a_different_model(speech_corpus, tmp_path):
     train(config(speech_corpus, tmp_path / "c", epochs=1, max_steps=1))
     with pytest.raises(CheckpointError, match="differs"):
-        Trainer(config(speech_corpus, tmp_path / "c", epochs=2, preset="ds2_small"))
+        Trainer(config(speech_corpus, tmp_path / "c", epochs=2, model="ds2_small"))
 
 
 def test_finetune_starts_fresh_from_weights(speech_corpus, tmp_path):

@@ -20,7 +20,7 @@ WORKERS=${WORKERS:-16}
 PYTHON=${PYTHON:-python}
 read -r HOURS1 HOURS2 <<<"${HOURS:-22 50}"           # corpus size (all splits) for stage 1, stages 2-3
 read -r EPOCHS1 EPOCHS2 EPOCHS3 <<<"${EPOCHS:-19 4 4}"
-COMMON=(--config-name bundled preset=ds2_cpu_wide data.batch_size=64 data.num_workers=$((WORKERS - 2))
+COMMON=(--config-name bundled model=ds2_cpu_wide data.batch_size=64 data.num_workers=$((WORKERS - 2))
         device=${DEVICE:-cuda} precision=${PRECISION:-fp16} checkpoint.every_steps=200 augment.noise.manifest="$NOISE")
 
 synthesize() {  # the same seed and text give a superset when the hours grow: finished files are reused

@@ -27,6 +27,9 @@ class AcousticModelConfig:
 
     architecture: str = "?"
 
+    def check(self) -> None:
+        """Raise ValueError naming a field whose value cannot build a model (`model.<field>=...`)."""
+
 
 class AcousticModel(nn.Module):
     """Features in, CTC logits out. Subclasses set `config`, `num_features` and `num_classes`."""

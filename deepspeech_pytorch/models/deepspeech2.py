@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from deepspeech_pytorch.models.base import AcousticModel, AcousticModelConfig
 
 ARCHITECTURE = "deepspeech2"
+_RNNS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
 @dataclass
@@ -29,26 +30,14 @@ class DeepSpeech2Config(AcousticModelConfig):
     lookahead_context: int = 20  # frames, for unidirectional models only
     conv_channels: int = 32
 
-
-PRESETS = {
-    # CPU-sized default: 3 x bi-GRU 512 over the 161-bin spectrogram.
-    "ds2_small": DeepSpeech2Config(rnn_type="gru", hidden_size=512, hidden_layers=3, bidirectional=True),
-    # The original deepspeech.pytorch default: 5 x bi-LSTM 1024 (about 86.6 M parameters).
-    "ds2_original": DeepSpeech2Config(rnn_type="lstm", hidden_size=1024, hidden_layers=5, bidirectional=True),
-    # 4 x bi-GRU 320 over 64 log-mel bins (4.9 M parameters), sized so CPU training is feasible and
-    # CPU inference runs about 70-100x faster than real time: configs/bundled.yaml's preset.
-    "ds2_cpu": DeepSpeech2Config(rnn_type="gru", hidden_size=320, hidden_layers=4, bidirectional=True,
-                                 conv_channels=16),
-    # The bundled default model: 4 x bi-GRU 512 over 64 log-mel bins (11.9 M parameters), about 40x
-    # faster than real time on 2 CPU cores; trained on a GPU (tools/train_bundled_gpu.sh).
-    "ds2_cpu_wide": DeepSpeech2Config(rnn_type="gru", hidden_size=512, hidden_layers=4, bidirectional=True,
-                                      conv_channels=16),
-    # A few-hundred-thousand-parameter model for tests and quick experiments.
-    "ds2_tiny": DeepSpeech2Config(rnn_type="gru", hidden_size=128, hidden_layers=2, bidirectional=True,
-                                  conv_channels=16),
-}
-
-_RNNS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+    def check(self) -> None:
+        if self.rnn_type not in _RNNS:
+            raise ValueError(f"model.rnn_type={self.rnn_type!r}: choose from {', '.join(sorted(_RNNS))}")
+        for name in ("hidden_size", "hidden_layers", "conv_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name}={getattr(self, name)} must be at least 1")
+        if self.lookahead_context < 0:
+            raise ValueError(f"model.lookahead_context={self.lookahead_context} must be at least 0")
 
 # (kernel, stride, padding) of the two convolutions over (freq, time), as in the original port.
 CONV_LAYERS = (
@@ -173,8 +162,7 @@ class DeepSpeech2(AcousticModel):
         if not isinstance(config, DeepSpeech2Config):  # a dataclass with the same fields (configs.ModelConfig)
             config = DeepSpeech2Config(**{f.name: getattr(config, f.name) for f in dataclasses.fields(DeepSpeech2Config)
                                           if hasattr(config, f.name) and f.name != "architecture"})
-        if config.rnn_type not in _RNNS:
-            raise ValueError(f"unknown rnn_type {config.rnn_type!r}; choose from {sorted(_RNNS)}")
+        config.check()
         self.config = config
         self.num_features = num_features
         self.num_classes = num_classes
@@ -228,7 +216,7 @@ class DeepSpeech2(AcousticModel):
 
 def _register() -> None:
     from deepspeech_pytorch.models import Architecture, register
-    register(Architecture(ARCHITECTURE, DeepSpeech2Config, DeepSpeech2, PRESETS))
+    register(Architecture(ARCHITECTURE, DeepSpeech2Config, DeepSpeech2))
 
 
 _register()
