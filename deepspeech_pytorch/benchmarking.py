@@ -22,6 +22,7 @@ from deepspeech_pytorch.distributed import DistributedInfo, all_reduce_sum, init
 from deepspeech_pytorch.features import spectrogram
 from deepspeech_pytorch.inference import LoadedModel, Transcriber, load_model, resolve_device
 from deepspeech_pytorch.labels import Alphabet
+from deepspeech_pytorch.objectives import backward_step, build_objective, forward_loss
 from deepspeech_pytorch.models import AcousticModel, build_model, count_parameters, presets
 
 CHARACTERS_PER_SECOND = 12  # typical speech, for CTC targets of realistic length
@@ -73,18 +74,13 @@ class _TrainingStep:
         self.model, self.device, self.dtype = model, device, AUTOCAST[precision]
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-        self.ctc = torch.nn.CTCLoss(zero_infinity=True)
+        self.objective = build_objective("ctc")
 
-    def __call__(self) -> None:
+    def __call__(self) -> None:  # the training loop's own step: forward_loss, then backward_step
         self.model.train()
-        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
-            logits, output_lengths = self.model(self.features, self.lengths)
-        log_probs = torch.log_softmax(logits.float(), -1).transpose(0, 1)
-        loss = self.ctc(log_probs, self.targets, output_lengths, self.target_lengths)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        loss = forward_loss(self.model, self.objective, self.features, self.lengths, self.targets, self.target_lengths,
+                            self.dtype)
+        backward_step(loss, self.model.parameters(), self.optimizer, self.scaler, max_grad_norm=400.0)
 
 
 def benchmark(preset: str = "ds2_small", batch_size: int = 8, seconds: float = 5.0, device: str = "auto",
