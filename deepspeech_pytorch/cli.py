@@ -432,8 +432,16 @@ def run_noise_inject(config: DictConfig) -> float:
 
 @reports_user_errors
 def run_serve(config: DictConfig) -> None:
-    """Check the settings, then serving.run_server (loads the model, serves until interrupted)."""
+    """Check the settings, load the model (a bad model path stops here, before the port opens), then serve
+    until interrupted."""
     validate(config, ServerConfig)
-    from deepspeech_pytorch.serving import run_server
+    from deepspeech_pytorch.inference import load_model, resolve_device
+    from deepspeech_pytorch.serving.app import LOG_LEVELS, run_server, server_settings
+    from deepspeech_pytorch.serving.service import check_settings
 
-    run_server(config)
+    settings = server_settings(config)
+    if settings.log_level.lower() not in LOG_LEVELS:
+        raise ValueError(f"log_level={settings.log_level!r}; choose from {', '.join(LOG_LEVELS)}")
+    setup_logging(getattr(logging, settings.log_level.upper(), logging.INFO))
+    check_settings(settings)
+    run_server(settings, load_model(settings.model_path, device=resolve_device(settings.device)))

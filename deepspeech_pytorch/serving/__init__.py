@@ -1,6 +1,6 @@
 """The transcription server: FastAPI over the one inference API.
 
-    app.py       create_app(settings), routes, error handlers, run_server(config)
+    app.py       create_app(settings), routes, error handlers, run_server(settings, model)
     uploads.py   multipart body under a byte limit -> checked, decoded samples (in memory)
     service.py   the model, a Transcriber per decoder, the batcher, the limits
     batching.py  dynamic batching on one inference thread, bounded queue, timeouts

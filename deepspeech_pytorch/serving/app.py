@@ -1,4 +1,4 @@
-"""The HTTP layer: `create_app(settings)` builds the FastAPI app, `run_server(config)` serves it with uvicorn.
+"""The HTTP layer: `create_app(settings)` builds the FastAPI app, `run_server(settings, model)` serves it with uvicorn.
 
 Routes: POST /transcribe, GET /health (alive), GET /ready (model loaded), GET /metrics (Prometheus).
 Every error is an ErrorResponse `{"code", "detail"}` with the status the OpenAPI page documents.
@@ -22,7 +22,6 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from deepspeech_pytorch.cli import reports_user_errors, setup_logging
 from deepspeech_pytorch.configs import ServerConfig
 from deepspeech_pytorch.inference import (LoadedModel, default_model_path, load_model, resolve_device,
                                           ships_language_model)
@@ -302,19 +301,12 @@ def server_settings(config: Any) -> ServerConfig:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ServerConfig), config))
 
 
-@reports_user_errors
-def run_server(config: Any) -> None:
-    """Load the model (a bad model path stops here with a one-line error, before the port opens) and
-    serve until interrupted."""
+def run_server(settings: ServerConfig, model: LoadedModel) -> None:
+    """Serve `model` with uvicorn until interrupted (SIGINT/SIGTERM: a graceful shutdown). The CLI
+    (cli.run_serve) checks the settings and loads the model first, so mistakes stop before the port opens."""
     import uvicorn
 
-    settings = server_settings(config)
-    if settings.log_level.lower() not in LOG_LEVELS:
-        raise ValueError(f"log_level={settings.log_level!r}; choose from {', '.join(LOG_LEVELS)}")
-    setup_logging(getattr(logging, settings.log_level.upper(), logging.INFO))
-    check_settings(settings)
-    loaded = load_model(settings.model_path, device=resolve_device(settings.device))
-    app = create_app(settings, model=loaded)
+    app = create_app(settings, model=model)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
 
