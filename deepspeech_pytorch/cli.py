@@ -445,3 +445,48 @@ def run_serve(config: DictConfig) -> None:
     setup_logging(getattr(logging, settings.log_level.upper(), logging.INFO))
     check_settings(settings)
     run_server(settings, load_model(settings.model_path, device=resolve_device(settings.device)))
+
+
+# ---- console scripts (pip install puts them on PATH; the root scripts stay for a source checkout) ----------
+
+_ENTRY_POINTS = {"train": (run_train, None), "eval": (run_eval, None), "transcribe": (run_transcribe, "audio_path"),
+                 "server": (run_serve, None), "benchmark": (run_benchmark, None)}
+
+
+def _console(config_name: str) -> None:
+    """Run one entry point as its root script does, with the configs Hydra finds in ./configs (experiment
+    files such as an4.yaml) when that folder exists, else the built-in ones only."""
+    import hydra
+
+    from deepspeech_pytorch.configs import register_configs
+
+    register_configs()
+    runner, positional = _ENTRY_POINTS[config_name]
+    config_dir = os.path.abspath("configs") if os.path.isdir("configs") else None
+
+    @hydra.main(version_base="1.3", config_path=config_dir, config_name=config_name)
+    def main(config) -> None:
+        runner(config)
+
+    with command_line(config_name, positional=positional):
+        main()
+
+
+def train_main() -> None:
+    _console("train")
+
+
+def test_main() -> None:
+    _console("eval")
+
+
+def transcribe_main() -> None:
+    _console("transcribe")
+
+
+def server_main() -> None:
+    _console("server")
+
+
+def benchmark_main() -> None:
+    _console("benchmark")

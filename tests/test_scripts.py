@@ -113,3 +113,21 @@ def test_padding_benchmark(speech_corpus, tmp_path):
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout.strip().splitlines()[-1])
     assert 0 <= row["padding_bucketed"] <= row["padding_random"] < 1
+
+
+def test_console_scripts_run_the_entry_points(tmp_path):
+    """pip install puts deepspeech-transcribe & co. on PATH; they run what the root scripts run."""
+    import shutil
+
+    bin_dir = os.path.dirname(sys.executable)
+    script = shutil.which("deepspeech-transcribe", path=bin_dir)
+    assert script is not None, f"no deepspeech-transcribe in {bin_dir}: is the package installed (pip install -e .)?"
+    sample = os.path.join(ROOT, "samples", "sample1.wav")
+    result = subprocess.run([script, sample, "word_timings=false"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[0])["transcript"].startswith("the one lamb")
+    for name in ("deepspeech-train", "deepspeech-test", "deepspeech-server", "deepspeech-benchmark"):
+        assert shutil.which(name, path=bin_dir), name
+    wrong = subprocess.run([shutil.which("deepspeech-train", path=bin_dir), "model=nope"], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert wrong.returncode != 0 and wrong.stderr.startswith("error: model='nope'")
