@@ -14,7 +14,7 @@ import math
 import os
 import random
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,10 +23,14 @@ from torch.utils.data import Dataset, Sampler
 
 from deepspeech_pytorch.audio import AudioError, audio_duration, load_audio
 from deepspeech_pytorch.configs import FeatureConfig
-from deepspeech_pytorch.features import utterance_features
+from deepspeech_pytorch.features import frame_count, utterance_features
 from deepspeech_pytorch.labels import Alphabet, TranscriptError
 
 logger = logging.getLogger(__name__)
+
+# Output frames below which an utterance cannot be trained on whatever its transcript: the BatchNorm
+# layers over (time x batch) need more than one value per channel, and a batch may hold one utterance.
+MIN_TRAINING_FRAMES = 2
 
 
 class ManifestError(ValueError):
@@ -185,18 +189,57 @@ def merge_manifests(paths: Sequence[str]) -> List[ManifestEntry]:
     return merged
 
 
+def ctc_frames_needed(target: Sequence[int]) -> int:
+    """Fewest output frames CTC can align `target` (label ids) to: one per label, plus a blank between
+    each pair of equal neighbours ("hello" needs 6)."""
+    return len(target) + sum(1 for a, b in zip(target, target[1:]) if a == b)
+
+
+def feature_frames(duration: float, features: FeatureConfig) -> int:
+    """Spectrogram frames for `duration` seconds of audio, as `features.spectrogram` counts them."""
+    samples = int(round(duration * features.sample_rate))
+    return int(frame_count(torch.tensor(samples), features.hop_length))
+
+
+def too_short_reason(output_frames: int, ctc_frames: int, min_frames: int = MIN_TRAINING_FRAMES) -> Optional[str]:
+    """Why an utterance with `output_frames` model output frames cannot be trained on (None if it can):
+    CTC needs `ctc_frames` (see ctc_frames_needed) and training at least `min_frames`."""
+    if output_frames < ctc_frames:
+        return f"too short for its transcript: {output_frames} output frames, CTC needs {ctc_frames}"
+    if output_frames < min_frames:
+        return f"too short to train on: {output_frames} output frame, training needs at least {min_frames}"
+    return None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).splitlines()).strip() or type(error).__name__
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """An utterance the dataset could not turn into features (in a worker: returned, not raised, so the
+    main process can report it in one line or skip it)."""
+    index: int
+    audio_path: str
+    message: str  # one line naming the file
+    unreadable: bool  # True: the utterance's own audio cannot be used; False: something else (a noise clip)
+
+
 @dataclass
 class Sample:
-    features: Tensor  # (freq, frames)
+    features: Optional[Tensor]  # (freq, frames); None when `failure` is set
     target: Tensor  # (label_count,) int64
     index: int
+    failure: Optional[LoadFailure] = None
 
 
 class SpeechDataset(Dataset):
     """Decodes audio, applies optional waveform and feature augmentation, encodes the transcript.
 
     `waveform_augment(samples, rng)` and `feature_augment(features, rng)` run in the data workers;
-    the generator is seeded per (seed, epoch, index) so augmentation is reproducible.
+    the generator is seeded per (seed, epoch, index) so augmentation is reproducible. An item whose
+    audio cannot be used comes back as a Sample with `failure` set instead of raising: an exception in
+    a DataLoader worker reaches the user as a multi-line traceback whatever it says.
     """
 
     def __init__(self, entries: Sequence[ManifestEntry], alphabet: Alphabet, features: FeatureConfig,
@@ -215,6 +258,7 @@ class SpeechDataset(Dataset):
             if not text:
                 raise TranscriptError(f"{entry.audio_path}: transcript is empty after normalisation")
             self.targets.append(alphabet.encode(text))
+        self.ctc_frames = [ctc_frames_needed(target) for target in self.targets]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -225,16 +269,40 @@ class SpeechDataset(Dataset):
     def durations(self) -> List[float]:
         return [entry.duration for entry in self.entries]
 
+    def too_short(self, output_lengths: Callable[[Tensor], Tensor],
+                  min_frames: int = MIN_TRAINING_FRAMES) -> Dict[int, str]:
+        """Utterances that, by their manifest duration, give fewer model output frames than training needs.
+
+        `output_lengths` maps input frames (n,) to output frames (n,), e.g. DeepSpeech2.output_lengths.
+        Returns {index: reason naming the duration}.
+        """
+        if not self.entries:
+            return {}
+        frames = output_lengths(torch.tensor([feature_frames(e.duration, self.feature_config) for e in self.entries]))
+        found = {}
+        for index, (entry, count) in enumerate(zip(self.entries, frames.tolist())):
+            reason = too_short_reason(int(count), self.ctc_frames[index], min_frames)
+            if reason is not None:
+                found[index] = f"{entry.duration:.3f} s, {reason}"
+        return found
+
     def __getitem__(self, index: int) -> Sample:
         entry = self.entries[index]
-        samples = load_audio(entry.audio_path, self.feature_config.sample_rate)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        if self.waveform_augment is not None:
-            samples = self.waveform_augment(samples, rng)
-        features = utterance_features(torch.from_numpy(np.ascontiguousarray(samples)), self.feature_config)
-        if self.feature_augment is not None:
-            features = self.feature_augment(features, rng)
-        return Sample(features, torch.tensor(self.targets[index], dtype=torch.long), index)
+        target = torch.tensor(self.targets[index], dtype=torch.long)
+        try:
+            samples = load_audio(entry.audio_path, self.feature_config.sample_rate)
+        except AudioError as error:
+            return Sample(None, target, index, LoadFailure(index, entry.audio_path, _one_line(error), True))
+        try:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            if self.waveform_augment is not None:
+                samples = self.waveform_augment(samples, rng)
+            features = utterance_features(torch.from_numpy(np.ascontiguousarray(samples)), self.feature_config)
+            if self.feature_augment is not None:
+                features = self.feature_augment(features, rng)
+        except AudioError as error:  # e.g. an unusable noise clip: not this utterance's fault
+            return Sample(None, target, index, LoadFailure(index, entry.audio_path, _one_line(error), False))
+        return Sample(features, target, index)
 
 
 @dataclass
@@ -244,21 +312,44 @@ class Batch:
     targets: Tensor  # (sum of target lengths,) concatenated, as nn.CTCLoss accepts
     target_lengths: Tensor  # (batch,)
     indices: Tensor  # (batch,) dataset indices
+    failures: Tuple[LoadFailure, ...] = ()  # utterances of this batch that could not be loaded (not in the rows)
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(self.features.to(device, non_blocking=True), self.feature_lengths.to(device),
-                     self.targets.to(device), self.target_lengths.to(device), self.indices)
+                     self.targets.to(device), self.target_lengths.to(device), self.indices, self.failures)
+
+    def select(self, rows: Sequence[int]) -> "Batch":
+        """The batch of only these rows (positions), padding trimmed to the longest of them."""
+        rows = list(rows)
+        if not rows:
+            return Batch(self.features[:0, :, :0], self.feature_lengths[:0], self.targets[:0],
+                         self.target_lengths[:0], self.indices[:0], self.failures)
+        starts = torch.cumsum(self.target_lengths, 0) - self.target_lengths
+        targets = [self.targets[int(starts[r]): int(starts[r] + self.target_lengths[r])] for r in rows]
+        picked = torch.tensor(rows, dtype=torch.long)
+        lengths = self.feature_lengths[picked.to(self.feature_lengths.device)]
+        features = self.features[picked.to(self.features.device)][:, :, : int(lengths.max())]
+        return Batch(features, lengths, torch.cat(targets), self.target_lengths[picked.to(self.target_lengths.device)],
+                     self.indices[picked], self.failures)
 
 
 def collate(samples: Sequence[Sample]) -> Batch:
-    """Pad features to the longest utterance in the batch."""
+    """Pad features to the longest utterance in the batch; samples that failed to load go to `failures`."""
+    failures = tuple(s.failure for s in samples if s.failure is not None)
+    samples = [s for s in samples if s.failure is None]
+    if not samples:
+        return Batch(torch.zeros(0, 0, 0), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long),
+                     torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), failures)
     lengths = torch.tensor([s.features.shape[1] for s in samples], dtype=torch.long)
     features = torch.zeros(len(samples), samples[0].features.shape[0], int(lengths.max()))
     for row, sample in enumerate(samples):
         features[row, :, : sample.features.shape[1]] = sample.features
     return Batch(features, lengths, torch.cat([s.target for s in samples]),
                  torch.tensor([len(s.target) for s in samples], dtype=torch.long),
-                 torch.tensor([s.index for s in samples], dtype=torch.long))
+                 torch.tensor([s.index for s in samples], dtype=torch.long), failures)
 
 
 class BucketingBatchSampler(Sampler[List[int]]):

@@ -4,11 +4,12 @@ import random
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from deepspeech_pytorch.configs import FeatureConfig
 from deepspeech_pytorch.datasets import (BucketingBatchSampler, ManifestEntry, ManifestError, SpeechDataset, collate,
-                                         filter_by_duration, merge_manifests, padding_fraction, read_manifest,
-                                         write_manifest)
+                                         ctc_frames_needed, filter_by_duration, merge_manifests, padding_fraction,
+                                         read_manifest, write_manifest)
 from deepspeech_pytorch.labels import Alphabet, TranscriptError
 
 
@@ -136,3 +137,57 @@ def test_bucketing_reduces_padding():
     random.Random(0).shuffle(order)
     unsorted = [order[i:i + 16] for i in range(0, 400, 16)]
     assert padding_fraction(list(bucketed), durations) < 0.05 < padding_fraction(unsorted, durations)
+
+
+def test_ctc_needs_a_frame_per_label_and_a_blank_between_repeats():
+    alphabet = Alphabet()
+    assert ctc_frames_needed(alphabet.encode("abc")) == 3
+    assert ctc_frames_needed(alphabet.encode("hello")) == 6  # l-blank-l
+    assert ctc_frames_needed(alphabet.encode("aaa")) == 5
+
+
+def test_too_short_utterances_are_found_from_durations_with_the_models_arithmetic(tmp_path):
+    from deepspeech_pytorch.models import build_model, preset
+
+    features = FeatureConfig()
+    model = build_model(preset("ds2_tiny"), features.num_features, len(Alphabet()))
+    entries = [ManifestEntry(str(tmp_path / "a.wav"), "x" * 40, 0.3),  # 16 output frames for 40 labels
+               ManifestEntry(str(tmp_path / "b.wav"), "ok", 0.3),
+               ManifestEntry(str(tmp_path / "c.wav"), "a", 0.01),  # one output frame
+               ManifestEntry(str(tmp_path / "d.wav"), "ab", 0.03)]  # 2 frames, 2 labels
+    dataset = SpeechDataset(entries, Alphabet(), features)
+    found = dataset.too_short(model.output_lengths)
+    assert sorted(found) == [0, 2]
+    assert "16 output frames, CTC needs 79" in found[0] and "1 output frame" in found[2]
+    # the count agrees with what the model makes of real features of that length
+    sf.write(tmp_path / "a.wav", np.zeros(int(0.3 * 16000), dtype=np.float32), 16000)
+    sample = dataset[0]
+    _, lengths = model.eval()(sample.features[None], torch.tensor([sample.features.shape[1]]))
+    assert int(lengths[0]) == 16
+
+
+def test_unreadable_audio_comes_back_as_a_failure_and_collate_sets_it_aside(clips):
+    samples = np.full(8000, 0.1, dtype=np.float32)
+    samples[5] = np.nan
+    sf.write(clips / "nan.wav", samples, 16000, subtype="FLOAT")
+    entries = [ManifestEntry(str(clips / "c0.wav"), "one", 0.5), ManifestEntry(str(clips / "nan.wav"), "two", 0.5),
+               ManifestEntry(str(clips / "c1.wav"), "three", 1.0)]
+    dataset = SpeechDataset(entries, Alphabet(), FeatureConfig())
+    bad = dataset[1]
+    assert bad.features is None and bad.failure.unreadable and bad.failure.audio_path == str(clips / "nan.wav")
+    assert bad.failure.message == f"{clips / 'nan.wav'}: audio contains NaN or infinite samples"
+    batch = collate([dataset[0], bad, dataset[2]])
+    assert batch.indices.tolist() == [0, 2] and batch.failures == (bad.failure,)
+    assert batch.feature_lengths.tolist() == [51, 101] and batch.target_lengths.tolist() == [3, 5]
+    assert len(collate([bad])) == 0
+
+
+def test_batch_select_equals_collating_only_those_rows(clips):
+    (clips / "m.csv").write_text("".join(f"c{i}.wav,c{i}.txt\n" for i in range(3)))
+    dataset = SpeechDataset(read_manifest(str(clips / "m.csv")), Alphabet(), FeatureConfig())
+    full = collate([dataset[0], dataset[1], dataset[2]])
+    for rows in ([0, 2], [0, 1], [1]):
+        picked, expected = full.select(rows), collate([dataset[r] for r in rows])
+        for name in ("features", "feature_lengths", "targets", "target_lengths", "indices"):
+            assert torch.equal(getattr(picked, name), getattr(expected, name)), (rows, name)
+    assert len(full.select([])) == 0
