@@ -8,38 +8,41 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from deepspeech_pytorch.audio import AudioError
 from deepspeech_pytorch.augment import build_augmenters
 from deepspeech_pytorch.checkpoint import (CheckpointError, build_model, load_checkpoint, model_state,
                                            restore_rng_state, rng_state, save_checkpoint)
-from deepspeech_pytorch.configs import PRESETS, AugmentConfig, FeatureConfig, ModelConfig, TrainConfig
-from deepspeech_pytorch.datasets import (BucketingBatchSampler, SpeechDataset, collate, filter_by_duration,
-                                         read_manifest)
+from deepspeech_pytorch.configs import DEFAULT_MODEL, AugmentConfig, FeatureConfig, TrainConfig
+from deepspeech_pytorch.datasets import (Batch, BucketingBatchSampler, LoadFailure, ManifestError, SpeechDataset,
+                                         collate, filter_by_duration, read_manifest, too_short_reason)
 from deepspeech_pytorch.distributed import all_reduce_sum, any_process, barrier, init_distributed, shutdown
 from deepspeech_pytorch.evaluation import evaluate, make_loader
 from deepspeech_pytorch.inference import LoadedModel, Transcriber
 from deepspeech_pytorch.metrics import ErrorCounts
 from deepspeech_pytorch.labels import Alphabet
-from deepspeech_pytorch.model import DeepSpeech2, count_parameters
+from deepspeech_pytorch.models import AcousticModelConfig, count_parameters, model_config, preset
+from deepspeech_pytorch import models
 
 logger = logging.getLogger(__name__)
 
 LAST = "last.pt"
 BEST = "best.pt"
+SKIPPED_LIST = "skipped_utterances.jsonl"  # in the checkpoint folder
+NAMED_SKIPS = 20  # skipped utterances of each kind named one by one in the log
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -54,6 +57,9 @@ class TrainResult:
     losses: List[float] = field(default_factory=list)  # per optimiser step in this run
     skipped_losses: int = 0
     skipped_gradients: int = 0
+    # utterances left out of training, audio path -> why (one line); also in <checkpoint_dir>/skipped_utterances.jsonl
+    skipped_too_short: Dict[str, str] = field(default_factory=dict)  # fewer output frames than the transcript needs
+    skipped_unreadable: Dict[str, str] = field(default_factory=dict)  # with data.skip_unreadable
 
 
 def seed_everything(seed: int) -> None:
@@ -62,12 +68,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def model_config_for(config: TrainConfig) -> ModelConfig:
-    if config.model is not None:
-        return _as_dataclass(ModelConfig, config.model)
-    if config.preset not in PRESETS:
-        raise ValueError(f"unknown preset {config.preset!r}; choose from {sorted(PRESETS)}")
-    return PRESETS[config.preset]
+def model_config_for(config: TrainConfig) -> AcousticModelConfig:
+    """The model a training config asks for: its `model` section (a preset's settings, as Hydra's `model=`
+    group composes them, or a whole section from a YAML config), a preset's name, or the default preset."""
+    model = None if OmegaConf.is_config(config) and OmegaConf.is_missing(config, "model") else config.model
+    if model is None or model == MISSING:
+        return preset(DEFAULT_MODEL)
+    if isinstance(model, str):
+        return preset(model)
+    return model_config(model)
 
 
 def alphabet_for(config: TrainConfig) -> Alphabet:
@@ -95,19 +104,46 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     raise ValueError(f"unknown optimizer {optim.optimizer!r}; choose adamw or sgd")
 
 
+class EpochSchedule(torch.optim.lr_scheduler.LRScheduler):
+    """Learning rate = the configured rate x factor ** epoch: `anneal` (factor < 1) or `constant` (factor 1).
+
+    A function of the epoch alone, so a resumed run rebuilds it from its config: more epochs, another
+    batch size or a new learning rate need no saved position. The trainer calls `set_epoch` as each
+    epoch starts; `step()` (once per optimiser step) keeps the rate.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, factor: float):
+        self.factor, self.epoch = factor, 0
+        super().__init__(optimizer)
+
+    def get_lr(self) -> List[float]:
+        return [base * self.factor ** self.epoch for base in self.base_lrs]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self._last_lr = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
-    """Per-step schedule. OneCycle spans all epochs; anneal multiplies the LR once per epoch."""
+    """Per-step schedule. OneCycle spans all epochs (its length is fixed when built); anneal multiplies
+    the LR by its factor once per epoch; constant keeps it."""
     optim = config.optim
     if optim.schedule == "onecycle":
         total = max(1, config.epochs * steps_per_epoch)
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optim.learning_rate, total_steps=total,
                                                    pct_start=optim.warmup_fraction, anneal_strategy="cos")
     if optim.schedule == "anneal":
-        factor, per_epoch = optim.anneal_factor, max(1, steps_per_epoch)
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor ** (step // per_epoch))
+        return EpochSchedule(optimizer, optim.anneal_factor)
     if optim.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        return EpochSchedule(optimizer, 1.0)
     raise ValueError(f"unknown schedule {optim.schedule!r}; choose onecycle, anneal or constant")
+
+
+def _fresh_start_hint(path: str) -> str:
+    return (f"to train on from its weights with the new settings, start a new run: checkpoint.finetune_from={path} "
+            f"checkpoint.directory=<a new folder>")
 
 
 class Trainer:
@@ -124,7 +160,13 @@ class Trainer:
         self.features = _as_dataclass(FeatureConfig, config.features)
         self.model_config = model_config_for(config)
         self.alphabet = alphabet_for(config)
+        self.model = models.build_model(self.model_config, self.features.num_features, len(self.alphabet)).to(self.device)
         data = config.data
+        self.skip_unreadable = bool(getattr(data, "skip_unreadable", False))
+        self.directory = config.checkpoint.directory
+        # Utterances left out, audio path -> why; kept in checkpoints so a resumed run reports them all.
+        self.skipped_too_short: Dict[str, str] = {}
+        self.skipped_unreadable: Dict[str, str] = {}
         train_entries = filter_by_duration(read_manifest(data.train_manifest), data.min_duration, data.max_duration)
         if not train_entries:
             raise ValueError(f"{data.train_manifest}: no utterances left after the duration filter")
@@ -132,6 +174,7 @@ class Trainer:
                                                              self.features.sample_rate)
         self.train_set = SpeechDataset(train_entries, self.alphabet, self.features, waveform_augment,
                                        feature_augment, seed=config.seed)
+        self._drop_too_short()
         self.sampler = BucketingBatchSampler(self.train_set.durations(), data.batch_size, shuffle=True,
                                              seed=config.seed, sorted_first_epoch=data.sorted_first_epoch,
                                              num_replicas=self.dist.world_size, rank=self.dist.rank)
@@ -142,17 +185,19 @@ class Trainer:
             shard = read_manifest(data.val_manifest)[self.dist.rank:: self.dist.world_size]
             self.val_loader = make_loader(SpeechDataset(shard, self.alphabet, self.features), data.batch_size,
                                           data.num_workers)
-        self.model = DeepSpeech2(self.model_config, self.features.num_features, len(self.alphabet)).to(self.device)
         self.optimizer = build_optimizer(self.model, config)
         self.steps_per_epoch = len(self.sampler.batches)
         self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch)
-        self.ctc_loss = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
+        # Utterances CTC cannot align are left out before the loss (train_step), so an infinite loss is a
+        # real fault: it is skipped and counted, never turned into a silent zero (zero_infinity).
+        self.ctc_loss = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=False)
         self.autocast_dtype = PRECISIONS[config.precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
-        self.directory = config.checkpoint.directory
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.best_wer: Optional[float] = None
         self.skipped_losses = self.skipped_gradients = 0
+        self.empty_batches = 0  # batches with no utterance left to train on (this run)
+        self.trained_indices = torch.zeros(0, dtype=torch.long)
         self._restore()
         # Wrapped after restoring, so every process starts from the same (loaded) weights.
         self.network = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
@@ -166,21 +211,25 @@ class Trainer:
         if self.config.checkpoint.resume and os.path.isfile(last):
             state = load_checkpoint(last)
             self._check_compatible(state, last)
+            saved_config = state.get("config") or {}
+            self._check_resumable(saved_config.get("optim") or {}, last)
             self.model.load_state_dict(state["model_state"])
             self.optimizer.load_state_dict(state["optimizer_state"])
-            self.scheduler.load_state_dict(state["scheduler_state"])
+            self._optimizer_settings_from_config()
+            if self.config.optim.schedule == "onecycle":
+                self.scheduler.load_state_dict(state["scheduler_state"])
+            # else: an EpochSchedule, rebuilt from the config (fit() sets its epoch)
             if state.get("scaler_state"):
                 self.scaler.load_state_dict(state["scaler_state"])
             self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
-            saved_world = state.get("world_size", 1)
-            if saved_world != self.dist.world_size and self.batch_in_epoch:
-                # Global batches depend on the number of processes: the saved position means nothing now.
-                logger.warning("resuming with %d processes instead of %d: epoch %d restarts from its first batch",
-                               self.dist.world_size, saved_world, self.epoch + 1)
-                self.batch_in_epoch = 0
+            repeated = self._check_batch_layout(state, (saved_config.get("data") or {}).get("batch_size"))
+            if self.config.optim.schedule == "onecycle":
+                self._check_cycle_length(state["scheduler_state"].get("total_steps"), last, repeated)
             self.best_wer = state.get("best_wer")
             self.skipped_losses = state.get("skipped_losses", 0)
             self.skipped_gradients = state.get("skipped_gradients", 0)
+            self.skipped_too_short = {**state.get("skipped_too_short", {}), **self.skipped_too_short}
+            self.skipped_unreadable = {**state.get("skipped_unreadable", {}), **self.skipped_unreadable}
             restore_rng_state(state.get("rng"))
             logger.info("resumed from %s: epoch %d, batch %d, step %d", last, self.epoch, self.batch_in_epoch, self.step)
         elif self.config.checkpoint.finetune_from:
@@ -191,10 +240,81 @@ class Trainer:
             self.model.load_state_dict(model.state_dict())
             logger.info("fine-tuning from the weights in %s", path)
 
+    def _check_resumable(self, saved: Dict[str, Any], path: str) -> None:
+        """Refuse, in one line that says how to go on, the optimiser changes a saved state cannot carry."""
+        optim = self.config.optim
+        if saved.get("optimizer", optim.optimizer) != optim.optimizer:
+            raise CheckpointError(f"{path} was trained with optim.optimizer={saved['optimizer']}, its state cannot "
+                                  f"continue as {optim.optimizer}; {_fresh_start_hint(path)}")
+        schedule = saved.get("schedule", optim.schedule)
+        if optim.schedule == "onecycle" and schedule != "onecycle":
+            raise CheckpointError(f"{path} was trained with optim.schedule={schedule}; a one-cycle schedule cannot "
+                                  f"take over mid-run: keep optim.schedule={schedule}, or {_fresh_start_hint(path)}")
+        if optim.schedule == "onecycle" and saved.get("learning_rate", optim.learning_rate) != optim.learning_rate:
+            logger.warning("optim.learning_rate=%s is ignored: the resumed one-cycle schedule keeps its peak %s "
+                           "(a new peak needs a new run: checkpoint.finetune_from=%s)", optim.learning_rate,
+                           saved["learning_rate"], path)
+
+    def _optimizer_settings_from_config(self) -> None:
+        """A loaded optimizer state brings back the old hyperparameters; the configured ones apply instead
+        (the moment estimates stay). The rate itself is the scheduler's; one-cycle also drives the momentum."""
+        optim = self.config.optim
+        settings: Dict[str, Any] = {"weight_decay": optim.weight_decay}
+        if optim.schedule != "onecycle":
+            if optim.optimizer == "adamw":
+                settings["betas"] = tuple(optim.betas)
+            else:
+                settings["momentum"] = optim.momentum
+        for group in self.optimizer.param_groups:
+            group.update(settings)
+
+    def _check_batch_layout(self, state: Dict[str, Any], saved_batch_size: Optional[int]) -> int:
+        """The saved position in an epoch counts batches: with other batches it means nothing, so the
+        interrupted epoch restarts from its first batch. Returns how many batches' worth is trained again."""
+        changes = []
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.dist.world_size:
+            changes.append(f"{self.dist.world_size} processes instead of {saved_world}")
+        batch_size = self.config.data.batch_size
+        if saved_batch_size is not None and saved_batch_size != batch_size:
+            changes.append(f"data.batch_size={batch_size} instead of {saved_batch_size}")
+        saved_batches = state.get("steps_per_epoch")
+        if not changes and saved_batches is not None and saved_batches != self.steps_per_epoch:
+            changes.append(f"{self.steps_per_epoch} batches per epoch instead of {saved_batches} "
+                           "(another training set)")
+        repeated = 0
+        if changes and self.batch_in_epoch:
+            logger.warning("resuming with %s: epoch %d restarts from its first batch", " and ".join(changes),
+                           self.epoch + 1)
+            repeated, self.batch_in_epoch = self.batch_in_epoch, 0
+        return repeated
+
+    def _check_cycle_length(self, total_steps: Optional[int], path: str, repeated: int = 0) -> None:
+        """A one-cycle schedule's length is fixed when it starts, and PyTorch refuses to step past it. The
+        batches of an epoch restarted after a layout change (`repeated`) may overrun it: those last steps
+        keep the schedule's final rate (see train_step). More is refused, in one line saying how to go on."""
+        config = self.config
+        planned = self.step
+        if self.epoch < config.epochs:
+            later_epochs = config.epochs - self.epoch - 1
+            planned += (self.steps_per_epoch - self.batch_in_epoch) + later_epochs * self.steps_per_epoch
+        if config.max_steps is not None:
+            planned = min(planned, max(config.max_steps, self.step))
+        if total_steps is not None and planned > total_steps + repeated:
+            raise CheckpointError(
+                f"{path}: its one-cycle learning-rate schedule was planned for {total_steps} steps and cannot stretch "
+                f"to the {planned} that epochs={config.epochs} with {self.steps_per_epoch} batches per epoch needs; "
+                f"to train more epochs from its weights, start a new schedule: checkpoint.finetune_from={path} "
+                f"checkpoint.directory=<a new folder> epochs=<epochs to add> "
+                f"(or resume with the old epochs and batch size)")
+        if total_steps is not None and planned > total_steps:
+            logger.warning("the restarted epoch makes the run %d steps longer than its one-cycle schedule; "
+                           "those steps keep its final learning rate", planned - total_steps)
+
     def _check_compatible(self, state: Dict[str, Any], path: str) -> None:
         if tuple(state["labels"]) != self.alphabet.labels:
             raise CheckpointError(f"{path}: checkpoint alphabet {state['labels']} differs from the configured one")
-        if state["model_config"] != dataclasses.asdict(self.model_config):
+        if model_config(state["model_config"]) != self.model_config:  # format 1 stored no architecture
             raise CheckpointError(f"{path}: checkpoint model {state['model_config']} differs from the configured "
                                   f"{dataclasses.asdict(self.model_config)}")
         if state.get("feature_config") != dataclasses.asdict(self.features):
@@ -212,19 +332,106 @@ class Trainer:
             "scheduler_state": self.scheduler.state_dict(),
             "scaler_state": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-            "world_size": self.dist.world_size,
+            "world_size": self.dist.world_size, "steps_per_epoch": self.steps_per_epoch,
             "best_wer": self.best_wer, "wer": wer, "cer": cer,
             "skipped_losses": self.skipped_losses, "skipped_gradients": self.skipped_gradients,
+            "skipped_too_short": dict(self.skipped_too_short), "skipped_unreadable": dict(self.skipped_unreadable),
             "rng": rng_state(),
             "config": OmegaConf.to_container(OmegaConf.structured(self.config), resolve=True),
         })
+        self._write_skipped_list()
         barrier()
         return path
 
+    # ---- utterances left out ----------------------------------------------------------------
+    @property
+    def skipped_list_path(self) -> str:
+        return os.path.join(self.directory, SKIPPED_LIST)
+
+    def _write_skipped_list(self) -> None:
+        """<checkpoint dir>/skipped_utterances.jsonl: every utterance left out so far, and why."""
+        if not (self.skipped_too_short or self.skipped_unreadable):
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        temporary = self.skipped_list_path + ".tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            for kind, found in (("too_short", self.skipped_too_short), ("unreadable", self.skipped_unreadable)):
+                for path, reason in found.items():
+                    handle.write(json.dumps({"audio_filepath": path, "kind": kind, "reason": reason}) + "\n")
+        os.replace(temporary, self.skipped_list_path)
+
+    def _note_skipped(self, found: Dict[str, str], path: str, reason: str, log: bool = True) -> None:
+        """Record an audio file left out and why; the first few of each kind are named in the log."""
+        if path in found:
+            return
+        if reason.startswith(f"{path}: "):
+            reason = reason[len(path) + 2:]
+        found[path] = reason
+        if log and len(found) <= NAMED_SKIPS:
+            logger.warning("skipped %s: %s", path, reason)
+        elif log and len(found) == NAMED_SKIPS + 1:
+            logger.warning("further skipped utterances are not logged one by one; all are listed in %s",
+                           self.skipped_list_path)
+
+    def _drop_too_short(self) -> None:
+        """Leave out utterances whose duration gives the model fewer output frames than their transcript
+        needs under CTC (or than BatchNorm needs): their loss would be infinite, or training would stop."""
+        dataset = self.train_set
+        found = dataset.too_short(self.model.output_lengths)
+        if not found:
+            return
+        for index, reason in found.items():
+            self._note_skipped(self.skipped_too_short, dataset.entries[index].audio_path, reason, log=self.dist.is_main)
+        manifest = self.config.data.train_manifest
+        if len(found) == len(dataset):
+            first = next(iter(found))
+            raise ManifestError(f"{manifest}: no utterance left to train on: all {len(found)} are too short "
+                                f"(e.g. {dataset.entries[first].audio_path}: {found[first]})")
+        if self.dist.is_main:
+            logger.warning("%s: left out %d of %d utterances as too short to train on", manifest, len(found),
+                           len(dataset))
+        kept = [entry for index, entry in enumerate(dataset.entries) if index not in found]
+        self.train_set = SpeechDataset(kept, self.alphabet, self.features, dataset.waveform_augment,
+                                       dataset.feature_augment, seed=dataset.seed)
+
+    def _trainable(self, batch: Batch) -> Tuple[Batch, Optional[LoadFailure]]:
+        """The batch without the utterances that cannot be trained on: unreadable ones (with
+        data.skip_unreadable; otherwise the first is returned as fatal) and ones whose features give fewer
+        output frames than their transcript needs (shorter audio than its manifest says, or speed-perturbed)."""
+        fatal = None
+        for failure in batch.failures:
+            if self.skip_unreadable and failure.unreadable:
+                self._note_skipped(self.skipped_unreadable, failure.audio_path, failure.message)
+            elif fatal is None:
+                fatal = failure
+        frames = self.model.output_lengths(batch.feature_lengths).tolist()
+        keep = []
+        for row, (index, count) in enumerate(zip(batch.indices.tolist(), frames)):
+            reason = too_short_reason(int(count), self.train_set.ctc_frames[index])
+            if reason is None:
+                keep.append(row)
+            else:
+                path = self.train_set.entries[index].audio_path
+                self._note_skipped(self.skipped_too_short, path, f"as loaded, {reason}")
+        return (batch if len(keep) == len(batch) else batch.select(keep)), fatal
+
     # ---- the loop ----------------------------------------------------------------------------
-    def train_step(self, batch) -> Optional[float]:
-        """One optimiser step; returns the loss, or None when the loss or gradients were not finite
-        (on any process: all processes skip together)."""
+    def train_step(self, batch: Batch) -> Optional[float]:
+        """One optimiser step; returns the loss, or None when the loss or gradients were not finite or no
+        utterance of the batch could be trained on (on any process: all processes skip together).
+        An unreadable utterance raises AudioError naming it, unless data.skip_unreadable."""
+        batch, fatal = self._trainable(batch)
+        stop, empty = (value > 0 for value in all_reduce_sum([float(fatal is not None), float(len(batch) == 0)],
+                                                             self.device))
+        if stop:
+            if fatal is None:
+                raise AudioError("training stopped: another process could not read an utterance (see its error)")
+            hint = " (data.skip_unreadable=true leaves such files out)" if fatal.unreadable else ""
+            raise AudioError(fatal.message + hint)
+        if empty:
+            self.empty_batches += 1
+            return None
+        self.trained_indices = batch.indices  # (rows,) dataset indices this step trains on
         batch = batch.to(self.device)
         # BatchNorm statistics are updated in the forward pass; keep a copy (a few KB) so a
         # skipped step leaves no trace of a NaN in them.
@@ -252,7 +459,9 @@ class Trainer:
             return None
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
+        if not (isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR)
+                and self.scheduler.last_epoch >= self.scheduler.total_steps):  # at its end: keep the final rate
+            self.scheduler.step()
         self.step += 1
         return float(loss.detach())
 
@@ -266,7 +475,8 @@ class Trainer:
         if self.val_loader is None:
             return None, None
         loaded = LoadedModel(self.model, self.alphabet, self.features, "validation")
-        counts = evaluate(Transcriber(loaded, device=self.device), self.val_loader).counts
+        counts = evaluate(Transcriber(loaded, device=self.device), self.val_loader,
+                          skip_unreadable=self.skip_unreadable).counts
         counts = ErrorCounts(*[int(v) for v in all_reduce_sum(counts.as_list(), self.device)])
         return counts.wer, counts.cer
 
@@ -290,43 +500,55 @@ class Trainer:
             while self.epoch < config.epochs and not stopped:
                 self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
                 self.train_set.set_epoch(self.epoch)
+                if isinstance(self.scheduler, EpochSchedule):
+                    self.scheduler.set_epoch(self.epoch)
                 self.model.train()
                 started, epoch_loss, epoch_steps = time.time(), 0.0, 0
+                epoch_batches, empty_before = 0, self.empty_batches
                 bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{config.epochs}", leave=False,
                            initial=self.batch_in_epoch, total=self.steps_per_epoch, disable=None if main else True)
-                for batch in bar:
-                    loss = self.train_step(batch)
-                    self.batch_in_epoch += 1
-                    if loss is not None:
-                        losses.append(loss)
-                        epoch_loss, epoch_steps = epoch_loss + loss, epoch_steps + 1
-                        bar.set_postfix(loss=f"{loss:.3f}")
-                        if main and bar.disable and self.batch_in_epoch % PROGRESS_LOG_STEPS == 0:
-                            # no terminal for the bar (a background run): progress goes to the log
-                            logger.info("epoch %d: batch %d/%d, loss %.3f, %.1f s/batch", self.epoch + 1,
-                                        self.batch_in_epoch, self.steps_per_epoch, loss,
-                                        (time.time() - started) / max(1, epoch_steps))
-                        if writer is not None:
-                            writer.add_scalar("train/loss", loss, self.step)
-                            writer.add_scalar("train/learning_rate", self.scheduler.get_last_lr()[0], self.step)
-                        if sample_log is not None:
-                            self._log_samples(sample_log, batch.indices)
-                    out_of_time = deadline is not None and any_process(time.time() > deadline, self.device)
-                    if (config.max_steps is not None and self.step >= config.max_steps) or out_of_time:
-                        stopped = True
-                        break
-                    if every and loss is not None and self.step % every == 0 and self.batch_in_epoch < self.steps_per_epoch:
-                        self.save(LAST)
-                bar.close()
+                try:
+                    for batch in bar:
+                        loss = self.train_step(batch)
+                        self.batch_in_epoch += 1
+                        epoch_batches += 1
+                        if loss is not None:
+                            losses.append(loss)
+                            epoch_loss, epoch_steps = epoch_loss + loss, epoch_steps + 1
+                            bar.set_postfix(loss=f"{loss:.3f}")
+                            if main and bar.disable and self.batch_in_epoch % PROGRESS_LOG_STEPS == 0:
+                                # no terminal for the bar (a background run): progress goes to the log
+                                logger.info("epoch %d: batch %d/%d, loss %.3f, %.1f s/batch", self.epoch + 1,
+                                            self.batch_in_epoch, self.steps_per_epoch, loss,
+                                            (time.time() - started) / max(1, epoch_steps))
+                            if writer is not None:
+                                writer.add_scalar("train/loss", loss, self.step)
+                                writer.add_scalar("train/learning_rate", self.scheduler.get_last_lr()[0], self.step)
+                            if sample_log is not None:
+                                self._log_samples(sample_log, self.trained_indices)
+                        out_of_time = deadline is not None and any_process(time.time() > deadline, self.device)
+                        if (config.max_steps is not None and self.step >= config.max_steps) or out_of_time:
+                            stopped = True
+                            break
+                        if every and loss is not None and self.step % every == 0 and self.batch_in_epoch < self.steps_per_epoch:
+                            self.save(LAST)
+                finally:  # on an error too: the bar is cleared before the error is printed
+                    bar.close()
                 if stopped and self.batch_in_epoch < self.steps_per_epoch:
                     self.save(LAST)  # mid-epoch: resume continues with the next batch
                     break
+                total_loss, total_steps = all_reduce_sum([epoch_loss, epoch_steps], self.device)
+                if (not total_steps and epoch_batches == self.steps_per_epoch
+                        and self.empty_batches - empty_before == epoch_batches):
+                    raise ManifestError(
+                        f"{config.data.train_manifest}: epoch {self.epoch + 1} trained nothing: no batch had an "
+                        f"utterance left ({len(self.skipped_too_short)} audio files too short to train on, "
+                        f"{len(self.skipped_unreadable)} unreadable; see the warnings above)")
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                 validate = config.validate_every_epoch or self.epoch == config.epochs
                 last_wer, last_cer = self.validate() if validate else (None, None)
-                total_loss, total_steps = all_reduce_sum([epoch_loss, epoch_steps], self.device)
-                logger.info("epoch %d: train loss %.3f, val WER %s, CER %s, %.0f s", self.epoch,
-                            total_loss / total_steps if total_steps else math.nan,
+                logger.info("epoch %d: train loss %s, val WER %s, CER %s, %.0f s", self.epoch,
+                            f"{total_loss / total_steps:.3f}" if total_steps else "n/a (no optimiser step)",
                             _percent(last_wer), _percent(last_cer), time.time() - started)
                 if writer is not None and last_wer is not None:
                     writer.add_scalar("val/wer", last_wer, self.step)
@@ -346,8 +568,12 @@ class Trainer:
                 sample_log.close()
         if self.skipped_losses or self.skipped_gradients:
             logger.warning("skipped %d non-finite losses and %d non-finite gradients", self.skipped_losses, self.skipped_gradients)
+        if main and (self.skipped_too_short or self.skipped_unreadable):
+            logger.warning("left out %d audio files too short to train on and %d unreadable ones; listed in %s",
+                           len(self.skipped_too_short), len(self.skipped_unreadable), self.skipped_list_path)
         return TrainResult(self.epoch, self.step, self.best_wer, last_wer, last_cer, self.directory, losses,
-                           self.skipped_losses, self.skipped_gradients)
+                           self.skipped_losses, self.skipped_gradients, dict(self.skipped_too_short),
+                           dict(self.skipped_unreadable))
 
 
 PROGRESS_LOG_STEPS = 50  # log a progress line this often when the progress bar cannot be shown
