@@ -278,7 +278,9 @@ def test_prepare_with_recognizer_confirms_repairs_and_rejects(archive, tmp_path)
     report = {r["clip"]: r for r in map(json.loads, open(os.path.join(target, "queen_alignment.jsonl")))}
     assert report["JOE00411"]["method"] == "alignment" and report["JOE00411"]["script"] == "Who's asking, stranger?"
     assert report["020002P1"]["method"] == "name" and report["020001P1"]["cer"] == 0
+    assert report["JOE00411"]["named_cer"] > 0.5  # "who's asking stranger" is far from "it's a crate"
     assert report["JOE00431"]["method"] == "rejected" and report["27SSSSSS"]["method"] == "rejected"
+    assert report["27SSSSSS"]["named_cer"] is None  # a sound effect: no line has its name
     assert recognizer.calls == len(CLIPS)
 
     class Deaf:
@@ -302,6 +304,7 @@ def test_threshold_decides_an_inexact_transcript(archive, tmp_path):
     assert "wav/train/JOE00011.wav" in open(loose).read()
     report = {r["clip"]: r for r in map(json.loads, open(tmp_path / "strict" / "queen_alignment.jsonl"))}
     assert report["JOE00011"]["method"] == "rejected"
+    assert report["JOE00011"]["named_cer"] == pytest.approx(3 / 23, abs=1e-4)
     report = {r["clip"]: r for r in map(json.loads, open(tmp_path / "loose" / "queen_alignment.jsonl"))}
     assert report["JOE00011"]["method"] == "name" and report["JOE00011"]["cer"] == pytest.approx(3 / 23, abs=1e-4)
 

@@ -79,9 +79,10 @@ class Decision:
     clip: str
     hypothesis: str  # the recognizer's transcript, in match form
     line: Optional[str]  # key of the chosen line; None when rejected
-    cer: float  # CER against the chosen line (the nearest line when rejected)
-    runner_up: float  # CER against the nearest line with another text (inf when there is none)
+    cer: float  # CER against the chosen line; when rejected, against the nearest line not named by the clip
+    runner_up: float  # CER against the next line with another text (inf when there is none)
     method: str  # "name", "alignment" or "rejected"
+    named_cer: Optional[float] = None  # CER against the nearest of the lines the clip's name points to, if any
 
     @property
     def kept(self) -> bool:
@@ -120,7 +121,8 @@ def decide(clip: str, hypothesis: str, index: LineIndex, expected: Sequence[str]
     """Confirm the clip's named line(s) `expected` (keys into `lines`), else align it to another line, else reject."""
     hypothesis = match_text(hypothesis)
     if not hypothesis:
-        return Decision(clip, hypothesis, None, math.inf, math.inf, "rejected")
+        return Decision(clip, hypothesis, None, math.inf, math.inf, "rejected", math.inf if expected else None)
+    named_cer: Optional[float] = None
     named_texts: Dict[str, str] = {}
     if expected:
         if lines is None:
@@ -131,14 +133,15 @@ def decide(clip: str, hypothesis: str, index: LineIndex, expected: Sequence[str]
         named_cer, named_text = scored[0]
         rival = scored[1][0] if len(scored) > 1 else math.inf
         if named_cer <= thresholds.max_cer and rival - named_cer >= thresholds.min_margin:
-            return Decision(clip, hypothesis, named_texts[named_text], named_cer, rival, "name")
+            return Decision(clip, hypothesis, named_texts[named_text], named_cer, rival, "name", named_cer)
     ranked = [(cer, text) for cer, text in index.nearest(hypothesis, len(named_texts) + 2) if text not in named_texts]
     best_cer, best_text = ranked[0] if ranked else (math.inf, "")
     second_cer = ranked[1][0] if len(ranked) > 1 else math.inf
     if (best_cer <= thresholds.align_max_cer and second_cer - best_cer >= thresholds.min_margin
             and len(best_text.split()) >= thresholds.min_words):
-        return Decision(clip, hypothesis, index.keys_by_text[best_text][0], best_cer, second_cer, "alignment")
-    return Decision(clip, hypothesis, None, best_cer, second_cer, "rejected")
+        return Decision(clip, hypothesis, index.keys_by_text[best_text][0], best_cer, second_cer, "alignment",
+                        named_cer)
+    return Decision(clip, hypothesis, None, best_cer, second_cer, "rejected", named_cer)
 
 
 class TranscriptCache:

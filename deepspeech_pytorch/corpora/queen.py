@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import re
 import struct
@@ -556,6 +557,10 @@ def _write_manifest(path: str, rows: Sequence[Tuple[_Kept, str, float]]) -> None
     os.replace(temporary, path)
 
 
+def _rate(value: Optional[float]) -> Optional[float]:
+    return None if value is None or math.isinf(value) else round(value, 4)
+
+
 def _write_alignment_report(path: str, decisions: Mapping[str, Decision], lines: Sequence[ScriptLine]) -> None:
     """One JSON line per clip: the decision, the recognizer's transcript and the chosen script text."""
     temporary = f"{path}.tmp"
@@ -565,8 +570,8 @@ def _write_alignment_report(path: str, decisions: Mapping[str, Decision], lines:
             handle.write(json.dumps({
                 "clip": clip, "method": decision.method, "hypothesis": decision.hypothesis,
                 "script": line.text if line else None, "source": line.source if line else None,
-                "cer": None if decision.cer == float("inf") else round(decision.cer, 4),
-                "runner_up_cer": None if decision.runner_up == float("inf") else round(decision.runner_up, 4),
+                "cer": _rate(decision.cer), "runner_up_cer": _rate(decision.runner_up),
+                "named_cer": _rate(decision.named_cer),
             }, ensure_ascii=False) + "\n")
     os.replace(temporary, path)
 
