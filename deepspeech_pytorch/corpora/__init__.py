@@ -1,6 +1,8 @@
 """Preparation of the standard speech corpora: download, verify, unpack, convert to 16 kHz WAV, write manifests.
 
-One module per corpus (`librispeech`, `an4`, `common_voice`, `ted`, `voxforge`), each exposing `prepare(...)`,
+One module per corpus (`librispeech`, `an4`, `common_voice`, `ted`, `voxforge`; the game corpora `queen`, `sky`
+with `rnc`, and `drascula`, the real-speech test set; `align` matches clips to script lines), each exposing
+`prepare(...)`,
 on top of the shared steps: `download` (HTTP with resume and checksums), `archive` (safe unpacking),
 `convert` (audio conversion and manifest writing) and `verify` (manifest checks). The scripts in `data/` are
 thin command lines over these, sharing their flags and error handling through `cli`.
