@@ -296,7 +296,9 @@ def run_train(config: DictConfig) -> Any:
     result = train(config)
     summary = {"epochs": result.epochs_completed, "steps": result.steps, "best_wer": result.best_wer,
                "wer": result.last_wer, "cer": result.last_cer, "checkpoint_dir": result.checkpoint_dir,
-               "skipped_losses": result.skipped_losses, "skipped_gradients": result.skipped_gradients}
+               "skipped_losses": result.skipped_losses, "skipped_gradients": result.skipped_gradients,
+               "skipped_too_short": len(result.skipped_too_short),
+               "skipped_unreadable": len(result.skipped_unreadable)}
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
         print(json.dumps(summary))
     return result
@@ -320,13 +322,17 @@ def run_eval(config: DictConfig) -> Any:
     setup_logging(logging.INFO if config.verbose else logging.WARNING)
     transcriber = _transcriber(config)
     result = evaluate_manifest(transcriber, config.test_manifest, config.batch_size, config.num_workers,
-                               report_path=config.report_path, outputs_path=config.save_outputs)
+                               report_path=config.report_path, outputs_path=config.save_outputs,
+                               skip_unreadable=config.skip_unreadable)
     if config.verbose:
         for item in result.utterances:
             print(f"REF: {item['reference']}\nHYP: {item['hypothesis']}\n", file=sys.stderr)
     counts = result.counts
-    print(f"WER {100 * counts.wer:.2f}%  CER {100 * counts.cer:.2f}%  ({len(result.utterances)} utterances)", file=sys.stderr)
+    skipped = f", {len(result.skipped)} unreadable left out" if result.skipped else ""
+    print(f"WER {100 * counts.wer:.2f}%  CER {100 * counts.cer:.2f}%  ({len(result.utterances)} utterances{skipped})",
+          file=sys.stderr)
     print(json.dumps({"wer": counts.wer, "cer": counts.cer, "utterances": len(result.utterances),
+                      "skipped": len(result.skipped),
                       "word_edits": counts.word_edits, "reference_words": counts.reference_words,
                       "char_edits": counts.char_edits, "reference_chars": counts.reference_chars,
                       "model": transcriber.loaded.info}))

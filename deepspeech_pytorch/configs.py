@@ -263,6 +263,7 @@ class DataConfig:
     min_duration: float = checked(0.0, AtLeast(0))  # seconds
     max_duration: float = checked(30.0, Positive())  # seconds
     sorted_first_epoch: bool = True  # SortaGrad: shortest batches first in epoch 0
+    skip_unreadable: bool = False  # leave out (count and list) utterances whose audio cannot be read, not stop
 
     def check_together(self, name: Callable[[str], str]) -> None:
         _ordered(self, name, "min_duration", "max_duration")
@@ -495,6 +496,7 @@ class EvalConfig:
     report_path: Optional[str] = checked(None, Path())  # JSON lines: reference, hypothesis, errors per utterance
     save_outputs: Optional[str] = checked(None, Path())  # .pt file of log-probabilities for LM tuning
     verbose: bool = False
+    skip_unreadable: bool = False  # leave out (count and list) utterances whose audio cannot be read, not stop
 
     def check_together(self, name: Callable[[str], str]) -> None:
         _beam_only(self.decoder, name)

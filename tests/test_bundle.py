@@ -72,7 +72,7 @@ def test_bundle_writes_an_inference_only_half_precision_model(bundle):
     assert "optimizer_state" not in state and state["name"] == "tiny-test"
     assert all(v.dtype == torch.float16 for v in state["model_state"].values() if v.is_floating_point())
     assert json.load(open(os.path.join(folder, "labels.json"))) == list(Alphabet().labels)
-    assert "preset: ds2_tiny" in open(os.path.join(folder, "config.yaml")).read()
+    assert "model: ds2_tiny" in open(os.path.join(folder, "config.yaml")).read()
     assert result["bytes"] == sum(os.path.getsize(path) for path in result["files"])
     # the copied samples are a manifest test.py can read
     assert [e.text for e in read_manifest(os.path.join(folder, "samples", "samples.jsonl"))]

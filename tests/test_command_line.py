@@ -170,7 +170,6 @@ def test_every_setting_has_a_rule(config_name):
     ("train", ["max_steps=0"], "max_steps=0 must be at least 1"),
     ("train", ["max_minutes=-5"], "max_minutes=-5.0 must be positive"),
     ("train", ["seed=-1"], "seed=-1 must be at least 0 and at most 4294967295"),
-    ("train", ["preset=ds9"], "model='ds9': choose from ds2_cpu"),
     ("train", ["precision=fp8"], "precision='fp8': choose from fp32, fp16, bf16"),
     ("train", ["data.batch_size=0"], "data.batch_size=0 must be at least 1"),
     ("train", ["data.oov_policy=keep"], "data.oov_policy='keep'"),

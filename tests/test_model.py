@@ -106,9 +106,9 @@ def test_padded_bidirectional_layer_matches_a_packed_run(rnn_type):
         torch.testing.assert_close(got, expected)
 
 
-def test_format_1_bundled_model_gives_its_recorded_logits_bit_for_bit():
+def test_format_1_bundled_model_gives_its_recorded_logits():
     """The bundled model is a format-1 checkpoint (one bidirectional nn.GRU per layer, `*_reverse` weights);
-    loaded into today's layers it must give exactly the logits the format-1 code gave on a sample."""
+    loaded into today's layers it must give the logits the format-1 code gave on a sample."""
     import os
 
     from deepspeech_pytorch.audio import load_audio
@@ -123,9 +123,17 @@ def test_format_1_bundled_model_gives_its_recorded_logits_bit_for_bit():
     model, _, features = build_model(state)
     samples = torch.from_numpy(load_audio(os.path.join(root, "samples", recorded["sample"])))[None]
     feats, lengths = spectrogram(samples, torch.tensor([samples.shape[1]]), features)
-    with torch.no_grad():
-        logits, _ = model.eval()(feats, lengths)
-    assert torch.equal(logits[0], recorded["logits"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # as recorded: another thread count sums in another order (last-bit differences)
+    try:
+        with torch.no_grad():
+            logits, _ = model.eval()(feats, lengths)
+    finally:
+        torch.set_num_threads(threads)
+    # Recorded and compared bit for bit when the layers changed (commit a151ee1); on other CPUs the kernels
+    # may round differently, so the test allows rounding noise and asks for the same best path exactly.
+    torch.testing.assert_close(logits[0], recorded["logits"], atol=1e-4, rtol=1e-5)
+    assert torch.equal(logits[0].argmax(-1), recorded["logits"].argmax(-1))
 
 
 def _random_batch(batch=3, frames=(120, 97, 33)):

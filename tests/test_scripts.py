@@ -131,3 +131,31 @@ def test_console_scripts_run_the_entry_points(tmp_path):
     wrong = subprocess.run([shutil.which("deepspeech-train", path=bin_dir), "model=nope"], cwd=tmp_path,
                            capture_output=True, text=True)
     assert wrong.returncode != 0 and wrong.stderr.startswith("error: model='nope'")
+
+
+def test_unreadable_files_can_be_left_out_from_the_command_line(speech_corpus, tmp_path):
+    """data.skip_unreadable / skip_unreadable: a file with a NaN sample is counted and left out, not fatal."""
+    import numpy as np
+    import soundfile as sf
+
+    folder = os.path.dirname(speech_corpus)
+    lines = [json.loads(line) for line in open(speech_corpus)]
+    samples, rate = sf.read(os.path.join(folder, lines[0]["audio_filepath"]), dtype="float32")
+    samples[100] = np.nan
+    sf.write(tmp_path / "nan.wav", samples, rate, subtype="FLOAT")
+    with open(tmp_path / "m.jsonl", "w") as manifest:
+        for line in lines:
+            manifest.write(json.dumps({**line, "audio_filepath": os.path.join(folder, line["audio_filepath"])}) + "\n")
+        manifest.write(json.dumps({"audio_filepath": str(tmp_path / "nan.wav"), "text": lines[0]["text"]}) + "\n")
+    stopped = run("test.py", "test_manifest=m.jsonl", "num_workers=2", cwd=tmp_path)
+    assert stopped.returncode != 0 and "nan.wav: audio contains NaN" in stopped.stderr.strip().splitlines()[-1]
+    tested = run("test.py", "test_manifest=m.jsonl", "num_workers=2", "skip_unreadable=true", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr
+    report = json.loads(tested.stdout.strip().splitlines()[-1])
+    assert report["skipped"] == 1 and report["utterances"] == len(lines)
+    trained = run("train.py", "data.train_manifest=m.jsonl", "model=ds2_tiny", "epochs=1", "data.batch_size=7",
+                  "data.num_workers=2", "data.skip_unreadable=true", "log_dir=null", "checkpoint.directory=ck",
+                  cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert summary["skipped_unreadable"] == 1 and summary["steps"] == 1
