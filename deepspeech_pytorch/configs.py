@@ -432,6 +432,7 @@ class TrainConfig:
     # the acoustic model: a preset from the `model` group (model=ds2_tiny), any of its settings overridable
     # (model.hidden_size=768); a YAML config may give a whole `model:` section (architecture and settings)
     model: Any = MISSING
+    objective: str = checked("ctc", OneOf(("ctc",)))  # the training loss (objectives.py)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -34,6 +34,7 @@ from deepspeech_pytorch.evaluation import evaluate, make_loader
 from deepspeech_pytorch.inference import LoadedModel, Transcriber
 from deepspeech_pytorch.metrics import ErrorCounts
 from deepspeech_pytorch.labels import Alphabet
+from deepspeech_pytorch.objectives import backward_step, build_objective, forward_loss
 from deepspeech_pytorch.models import AcousticModelConfig, count_parameters, model_config, preset
 from deepspeech_pytorch import models
 
@@ -190,7 +191,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch)
         # Utterances CTC cannot align are left out before the loss (train_step), so an infinite loss is a
         # real fault: it is skipped and counted, never turned into a silent zero (zero_infinity).
-        self.ctc_loss = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=False)
+        self.objective = build_objective(config.objective, blank=0)  # the alphabet's blank is label 0
         self.autocast_dtype = PRECISIONS[config.precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
@@ -436,29 +437,20 @@ class Trainer:
         # BatchNorm statistics are updated in the forward pass; keep a copy (a few KB) so a
         # skipped step leaves no trace of a NaN in them.
         buffers = [(buffer, buffer.detach().clone()) for buffer in self.model.buffers()]
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
-            logits, output_lengths = self.network(batch.features, batch.feature_lengths)
-        log_probs = torch.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (time, batch, classes), fp32
-        loss = self.ctc_loss(log_probs, batch.targets, output_lengths, batch.target_lengths)
-        self.optimizer.zero_grad(set_to_none=True)
+        loss = forward_loss(self.network, self.objective, batch.features, batch.feature_lengths, batch.targets,
+                            batch.target_lengths, self.autocast_dtype)
         if any_process(not bool(torch.isfinite(loss)), self.device):
             self._restore_buffers(buffers)
             self.skipped_losses += 1
             logger.warning("step %d: non-finite loss skipped (%d so far)", self.step, self.skipped_losses)
             return None
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.max_grad_norm)
-        if not torch.isfinite(norm):  # gradients are all-reduced, so every process sees the same norm
+        # gradients are all-reduced, so every process sees the same norm and skips together
+        if backward_step(loss, self.model.parameters(), self.optimizer, self.scaler,
+                         self.config.optim.max_grad_norm) is None:
             self._restore_buffers(buffers)
             self.skipped_gradients += 1
-            self.scaler.update()  # with fp16: lower the loss scale
-            self.optimizer.zero_grad(set_to_none=True)
             logger.warning("step %d: non-finite gradient skipped (%d so far)", self.step, self.skipped_gradients)
             return None
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
         if not (isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR)
                 and self.scheduler.last_epoch >= self.scheduler.total_steps):  # at its end: keep the final rate
             self.scheduler.step()
