@@ -212,6 +212,10 @@ class FeatureConfig:
     # utterance | global (statistics stored with the model) | running (causal, for streaming) | none;
     # unset: utterance when `normalize`, else none (checkpoints from before this setting)
     normalization: Optional[str] = checked(None, OneOf(("utterance", "global", "running", "none")))
+    # per-bin feature statistics for global/running normalisation, measured on the training data when training
+    # starts (or given) and stored with the model in its checkpoint
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
 
     @property
     def n_fft(self) -> int:

@@ -124,6 +124,17 @@ def normalize_running(features: Tensor, frame_lengths: Tensor, mean: Tensor, std
     return (features - running_mean) / (running_var.sqrt() + 1e-5) * mask
 
 
+def config_statistics(config: FeatureConfig) -> Tuple[Tensor | None, Tensor | None]:
+    """The statistics a config carries (features.mean / features.std, per bin) as tensors, or (None, None)."""
+    if config.mean is None or config.std is None:
+        return None, None
+    mean, std = torch.tensor(list(config.mean), dtype=torch.float32), torch.tensor(list(config.std), dtype=torch.float32)
+    if mean.shape != (config.num_features,) or std.shape != (config.num_features,):
+        raise ValueError(f"features.mean and features.std must have {config.num_features} values (one per bin), "
+                         f"not {mean.numel()} and {std.numel()}")
+    return mean, std
+
+
 def normalize(features: Tensor, frame_lengths: Tensor, mode: str, mean: Tensor | None = None,
               std: Tensor | None = None) -> Tensor:
     """Apply normalisation `mode` (one of NORMALIZATIONS); global and running need the statistics."""
@@ -144,7 +155,7 @@ def spectrogram(waveforms: Tensor, lengths: Tensor, config: FeatureConfig, mean:
     """Features for a padded batch of waveforms (the functional form of `FeatureExtractor`).
 
     waveforms: (batch, samples) float; lengths: (batch,) valid samples per row; mean, std: (freq,) feature
-    statistics for global or running normalisation. Returns features (batch, freq, frames) with padded
+    statistics for global or running normalisation (default: the config's own). Returns features (batch, freq, frames) with padded
     frames set to zero, and frame lengths (batch,). Raises ValueError for unknown settings.
     """
     _check(waveforms, config)
@@ -152,6 +163,8 @@ def spectrogram(waveforms: Tensor, lengths: Tensor, config: FeatureConfig, mean:
                   if config.kind == "mel" else None)
     features, frame_lengths = log_spectrogram(waveforms, lengths, config, window_for(config, waveforms.device),
                                               filterbank)
+    if mean is None or std is None:
+        mean, std = config_statistics(config)
     return normalize(features, frame_lengths, normalization_of(config), mean, std), frame_lengths
 
 
@@ -159,7 +172,7 @@ class FeatureExtractor(nn.Module):
     """Waveforms (batch, samples) -> features (batch, freq, frames), frame lengths (batch,).
 
     Holds its window, mel filterbank and feature statistics (mean, std of shape (freq,): used by global and
-    running normalisation) as buffers, so nothing is rebuilt per call and they move with `.to(device)`.
+    running normalisation; default: the config's own) as buffers, so nothing is rebuilt per call and they move with `.to(device)`.
     """
 
     def __init__(self, config: FeatureConfig, mean: Tensor | None = None, std: Tensor | None = None):
@@ -174,6 +187,8 @@ class FeatureExtractor(nn.Module):
         filterbank = mel_filterbank(config.n_mels, config.n_fft, config.sample_rate) if config.kind == "mel" else None
         self.register_buffer("filterbank", filterbank, persistent=False)
         bins = config.num_features
+        if mean is None or std is None:
+            mean, std = config_statistics(config)
         self.register_buffer("mean", torch.zeros(bins) if mean is None else mean.float().clone())
         self.register_buffer("std", torch.ones(bins) if std is None else std.float().clone())
         self.has_statistics = mean is not None and std is not None

@@ -18,7 +18,7 @@ from deepspeech_pytorch.audio import AudioSource, to_waveform
 from deepspeech_pytorch.checkpoint import CheckpointError, build_model, load_checkpoint
 from deepspeech_pytorch.configs import CHUNK_SECONDS, DecoderConfig, FeatureConfig, LanguageModelConfig
 from deepspeech_pytorch.decoders import Hypothesis, ModelLanguageModel, WordTiming, build_decoder, move_word_times
-from deepspeech_pytorch.features import seconds_per_frame, spectrogram
+from deepspeech_pytorch.features import FeatureExtractor, seconds_per_frame
 from deepspeech_pytorch.labels import Alphabet
 from deepspeech_pytorch.models import AcousticModel
 from deepspeech_pytorch.vad import VadConfig, speech_segments
@@ -182,6 +182,7 @@ class Transcriber:
         loaded.model.to(self.device)
         self.chunk_seconds = chunk_seconds
         self.batch_size = batch_size
+        self.extractor = FeatureExtractor(loaded.features).to(self.device)  # window, filterbank, statistics: once
         frame_seconds = seconds_per_frame(loaded.features) * loaded.model.time_stride
         self.decoder = build_decoder(decoder, loaded.alphabet, frame_seconds, loaded.model_lm)
 
@@ -212,7 +213,7 @@ class Transcriber:
             padded = torch.zeros(len(group), int(lengths.max()))
             for row, samples in enumerate(group):
                 padded[row, : len(samples)] = torch.from_numpy(samples)
-            features, frame_lengths = spectrogram(padded.to(self.device), lengths.to(self.device), self.loaded.features)
+            features, frame_lengths = self.extractor(padded.to(self.device), lengths.to(self.device))
             log_probs, output_lengths = self.log_probs(features, frame_lengths)
             hypotheses.extend(self.decode(log_probs, output_lengths))
         return hypotheses

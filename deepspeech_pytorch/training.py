@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from deepspeech_pytorch.audio import AudioError
+from deepspeech_pytorch.audio import AudioError, load_audio
 from deepspeech_pytorch.augment import build_augmenters
 from deepspeech_pytorch.checkpoint import (CheckpointError, build_model, load_checkpoint, model_state,
                                            restore_rng_state, rng_state, save_checkpoint)
@@ -34,6 +34,7 @@ from deepspeech_pytorch.evaluation import evaluate, make_loader
 from deepspeech_pytorch.inference import LoadedModel, Transcriber
 from deepspeech_pytorch.metrics import ErrorCounts
 from deepspeech_pytorch.labels import Alphabet
+from deepspeech_pytorch.features import measure_statistics, normalization_of
 from deepspeech_pytorch.objectives import backward_step, build_objective, forward_loss
 from deepspeech_pytorch.models import AcousticModelConfig, count_parameters, model_config, preset
 from deepspeech_pytorch import models
@@ -41,6 +42,7 @@ from deepspeech_pytorch import models
 logger = logging.getLogger(__name__)
 
 LAST = "last.pt"
+STATISTICS_UTTERANCES = 500  # training utterances the global feature statistics are measured on
 BEST = "best.pt"
 SKIPPED_LIST = "skipped_utterances.jsonl"  # in the checkpoint folder
 NAMED_SKIPS = 20  # skipped utterances of each kind named one by one in the log
@@ -171,6 +173,7 @@ class Trainer:
         train_entries = filter_by_duration(read_manifest(data.train_manifest), data.min_duration, data.max_duration)
         if not train_entries:
             raise ValueError(f"{data.train_manifest}: no utterances left after the duration filter")
+        self.features = self._with_statistics(self.features, train_entries)
         waveform_augment, feature_augment = build_augmenters(_as_dataclass(AugmentConfig, config.augment),
                                                              self.features.sample_rate)
         self.train_set = SpeechDataset(train_entries, self.alphabet, self.features, waveform_augment,
@@ -205,6 +208,24 @@ class Trainer:
             if self.dist.enabled else self.model
         logger.info("model: %s, %d parameters; %d training utterances, %d batches per epoch",
                     self.model_config, count_parameters(self.model), len(self.train_set), self.steps_per_epoch)
+
+    def _with_statistics(self, features: FeatureConfig, entries) -> FeatureConfig:
+        """Global and running normalisation need per-bin feature statistics: those the config gives, else
+        the checkpoint's this run resumes or fine-tunes from, else measured on (up to STATISTICS_UTTERANCES
+        of) the training utterances, the same on every process. Stored in the checkpoints' feature config."""
+        if normalization_of(features) not in ("global", "running") or features.mean is not None:
+            return features
+        last = os.path.join(self.config.checkpoint.directory, LAST)
+        source = last if self.config.checkpoint.resume and os.path.isfile(last) else self.config.checkpoint.finetune_from
+        if source:
+            stored = load_checkpoint(source).get("feature_config") or {}
+            if stored.get("mean") is not None:
+                return dataclasses.replace(features, mean=list(stored["mean"]), std=list(stored["std"]))
+        chosen = random.Random(self.config.seed).sample(list(entries), min(STATISTICS_UTTERANCES, len(entries)))
+        waveforms = (torch.from_numpy(load_audio(entry.audio_path, features.sample_rate)) for entry in chosen)
+        mean, std = measure_statistics(waveforms, features)
+        logger.info("feature statistics measured on %d training utterances", len(chosen))
+        return dataclasses.replace(features, mean=mean.tolist(), std=std.tolist())
 
     # ---- checkpoints -------------------------------------------------------------------------
     def _restore(self) -> None:

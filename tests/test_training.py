@@ -131,3 +131,22 @@ def test_background_runs_log_progress_lines(speech_corpus, tmp_path, caplog, mon
         training.train(config(speech_corpus, tmp_path, epochs=1))
     lines = [r.getMessage() for r in caplog.records if "batch " in r.getMessage()]
     assert lines and lines[0].startswith("epoch 1: batch 1/2, loss ")
+
+
+def test_global_feature_statistics_are_measured_stored_and_used(speech_corpus, tmp_path):
+    """features.normalization=global: statistics measured on the training data when training starts, kept in
+    the checkpoint's feature config, taken back on resume, and used by inference (each frame on its own)."""
+    from deepspeech_pytorch.checkpoint import load_checkpoint
+    from deepspeech_pytorch.inference import Transcriber, load_model
+
+    result = train(config(speech_corpus, tmp_path / "g", epochs=1, **{"features.normalization": "global"}))
+    assert result.steps == 2
+    stored = load_checkpoint(str(tmp_path / "g" / "last.pt"))["feature_config"]
+    assert stored["normalization"] == "global" and len(stored["mean"]) == len(stored["std"]) == 161
+    assert min(stored["std"]) > 0
+    resumed = Trainer(config(speech_corpus, tmp_path / "g", epochs=1, **{"features.normalization": "global"}))
+    assert resumed.features.mean == stored["mean"]
+    transcriber = Transcriber(load_model(str(tmp_path / "g" / "last.pt")), vad=False)
+    assert torch.equal(transcriber.extractor.mean, torch.tensor(stored["mean"]))
+    samples = torch.randn(16000).numpy() * 0.1
+    assert transcriber.transcribe(samples).duration == pytest.approx(1.0)
