@@ -105,6 +105,24 @@ def _read_v3_json(path: str, document: dict) -> List[ManifestEntry]:
     return entries
 
 
+def parse_json_line(line: str, base: str, where: str) -> Tuple[str, str, Optional[float]]:
+    """(audio path resolved against `base`, text, duration or None) of one JSON-lines manifest line: the one
+    parser of this format, for reading (read_manifest) and checking (corpora.verify). Raises ManifestError
+    naming `where` for anything that is not such a line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ManifestError(f"{where}: not valid JSON ({error.msg})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("audio_filepath"), str) \
+            or not isinstance(record.get("text"), str):
+        raise ManifestError(f"{where}: expected an object with string 'audio_filepath' and 'text'")
+    duration = record.get("duration")
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                                 or not math.isfinite(duration) or duration < 0):
+        raise ManifestError(f"{where}: invalid duration {duration!r}")
+    return resolve_path(record["audio_filepath"], base), record["text"], duration
+
+
 def _read_json_lines(path: str, lines: List[str]) -> List[ManifestEntry]:
     base = os.path.dirname(os.path.abspath(path))
     entries = []
@@ -112,15 +130,7 @@ def _read_json_lines(path: str, lines: List[str]) -> List[ManifestEntry]:
         if not line.strip():
             continue
         where = f"{path} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ManifestError(f"{where}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict) or "audio_filepath" not in record or "text" not in record:
-            raise ManifestError(f"{where}: expected an object with 'audio_filepath' and 'text'")
-        if not isinstance(record["text"], str):
-            raise ManifestError(f"{where}: 'text' must be a string")
-        entries.append(_entry(resolve_path(str(record["audio_filepath"]), base), record["text"], record.get("duration"), where))
+        entries.append(_entry(*parse_json_line(line, base, where), where))
     return entries
 
 

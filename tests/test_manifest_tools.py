@@ -142,3 +142,22 @@ def test_verify_reads_the_original_v3_json_format(corpus):
         {"wav_path": "audio/a.wav", "transcript_path": "a.txt"}]}, indent=2))
     report = verify_manifest(str(manifest), progress=False)
     assert (report.utterances, report.problems) == (1, [])
+
+
+@pytest.mark.parametrize("line, problem", [
+    ('{"audio_filepath": 3, "text": "a"}', "expected an object with string 'audio_filepath' and 'text'"),
+    ('{"audio_filepath": "a.wav", "text": "a", "duration": true}', "invalid duration True"),
+    ('{"audio_filepath": "a.wav", "text": "a", "duration": -1}', "invalid duration -1"),
+    ('{"audio_filepath": "a.wav"', "not valid JSON"),
+])
+def test_reading_and_verifying_a_manifest_parse_its_lines_alike(tmp_path, line, problem):
+    """One JSON-lines parser: read_manifest stops and verify_manifest reports with the same words."""
+    from deepspeech_pytorch.corpora.verify import verify_manifest
+    from deepspeech_pytorch.datasets import ManifestError, read_manifest
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(line + "\n")
+    with pytest.raises(ManifestError, match="m.jsonl line 1: " + problem.split(" (")[0].replace("(", r"\(")):
+        read_manifest(str(manifest))
+    report = verify_manifest(str(manifest), progress=False)
+    assert any(f"m.jsonl line 1: {problem}" in p for p in report.problems), report.problems

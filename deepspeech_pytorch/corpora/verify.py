@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ from typing import List, Optional, Tuple
 from tqdm import tqdm
 
 from deepspeech_pytorch.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
-from deepspeech_pytorch.datasets import ManifestError, read_manifest, resolve_path
+from deepspeech_pytorch.datasets import ManifestError, parse_json_line, read_manifest
 from deepspeech_pytorch.labels import Alphabet, TranscriptError
 
 logger = logging.getLogger(__name__)
@@ -76,21 +75,11 @@ def _records(path: str, problems: List[str]) -> List[_Record]:
             continue
         where = f"{path} line {number}"
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            problems.append(f"{where}: not valid JSON ({error.msg})")
+            audio_path, text, duration = parse_json_line(line, base, where)
+        except ManifestError as error:
+            problems.append(str(error))
             continue
-        if not isinstance(record, dict) or not isinstance(record.get("audio_filepath"), str) \
-                or not isinstance(record.get("text"), str):
-            problems.append(f"{where}: expected an object with string 'audio_filepath' and 'text'")
-            continue
-        audio_path = resolve_path(record["audio_filepath"], base)
-        duration = record.get("duration")
-        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
-                                     or not math.isfinite(duration) or duration <= 0):
-            problems.append(f"{where}: invalid duration {duration!r}")
-            duration = None
-        records.append(_Record(where, audio_path, record["text"], duration))
+        records.append(_Record(where, audio_path, text, duration))
     return records
 
 
