@@ -27,9 +27,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from deepspeech_pytorch.configs import SAMPLE_RATE
+
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000  # Hz, the rate every model in this project is trained at
 MIN_SECONDS = 0.02  # one analysis window (FeatureConfig.window_size): less audio than this makes no feature frame
 HEAD_BYTES = 512  # read to recognise a container (a tar header's magic sits at byte 257)
 

@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from deepspeech_pytorch.labels import DEFAULT_LABELS
 
 
+SAMPLE_RATE = 16000  # Hz, the rate every model in this project is trained at
 CHUNK_SECONDS = 30.0  # the longest piece of audio given to the model at once; longer speech is split
 
 
@@ -202,7 +203,7 @@ WINDOW_NAMES = ("hamming", "hann", "blackman", "bartlett")
 
 @dataclass
 class FeatureConfig:
-    sample_rate: int = checked(16000, AtLeast(1000))  # Hz
+    sample_rate: int = checked(SAMPLE_RATE, AtLeast(1000))  # Hz
     window_size: float = checked(0.02, Positive())  # seconds (320 samples at 16 kHz)
     window_stride: float = checked(0.01, Positive())  # seconds (160 samples at 16 kHz)
     window: str = checked("hamming", OneOf(WINDOW_NAMES))
