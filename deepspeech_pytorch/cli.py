@@ -331,7 +331,15 @@ def run_eval(config: DictConfig) -> Any:
     skipped = f", {len(result.skipped)} unreadable left out" if result.skipped else ""
     print(f"WER {100 * counts.wer:.2f}%  CER {100 * counts.cer:.2f}%  ({len(result.utterances)} utterances{skipped})",
           file=sys.stderr)
+    groups = {}
+    if config.breakdown:
+        for group, group_counts in result.breakdown(config.breakdown).items():
+            utterances = sum(1 for item in result.utterances if item["labels"].get(config.breakdown, "(none)") == group)
+            groups[group] = {"wer": group_counts.wer, "cer": group_counts.cer, "utterances": utterances}
+            print(f"  {config.breakdown}={group}: WER {100 * group_counts.wer:.2f}%  CER {100 * group_counts.cer:.2f}%"
+                  f"  ({utterances} utterances)", file=sys.stderr)
     print(json.dumps({"wer": counts.wer, "cer": counts.cer, "utterances": len(result.utterances),
+                      **({"breakdown": {config.breakdown: groups}} if groups else {}),
                       "skipped": len(result.skipped),
                       "word_edits": counts.word_edits, "reference_words": counts.reference_words,
                       "char_edits": counts.char_edits, "reference_chars": counts.reference_chars,

@@ -503,6 +503,8 @@ class EvalConfig:
     save_outputs: Optional[str] = checked(None, Path())  # .pt file of log-probabilities for LM tuning
     verbose: bool = False
     skip_unreadable: bool = False  # leave out (count and list) utterances whose audio cannot be read, not stop
+    # WER/CER per value of this manifest field too: source, engine, voice, speaker (the data scripts write them)
+    breakdown: Optional[str] = checked(None, Text("a manifest field name"))
 
     def check_together(self, name: Callable[[str], str]) -> None:
         _beam_only(self.decoder, name)

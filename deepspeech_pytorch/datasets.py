@@ -13,8 +13,9 @@ import logging
 import math
 import os
 import random
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -43,6 +44,8 @@ class ManifestEntry:
     text: str
     duration: float  # seconds
     utterance_id: str = ""
+    # other string fields of a JSON-lines record (source, engine, voice, speaker, ...), for per-group scores
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 def resolve_path(path: str, base: str) -> str:
@@ -105,8 +108,9 @@ def _read_v3_json(path: str, document: dict) -> List[ManifestEntry]:
     return entries
 
 
-def parse_json_line(line: str, base: str, where: str) -> Tuple[str, str, Optional[float]]:
-    """(audio path resolved against `base`, text, duration or None) of one JSON-lines manifest line: the one
+def parse_json_line(line: str, base: str, where: str) -> Tuple[str, str, Optional[float], Dict[str, str]]:
+    """(audio path resolved against `base`, text, duration or None, the record's other string fields) of one
+    JSON-lines manifest line: the one
     parser of this format, for reading (read_manifest) and checking (corpora.verify). Raises ManifestError
     naming `where` for anything that is not such a line."""
     try:
@@ -120,7 +124,9 @@ def parse_json_line(line: str, base: str, where: str) -> Tuple[str, str, Optiona
     if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
                                  or not math.isfinite(duration) or duration < 0):
         raise ManifestError(f"{where}: invalid duration {duration!r}")
-    return resolve_path(record["audio_filepath"], base), record["text"], duration
+    labels = {key: value for key, value in record.items()
+              if isinstance(value, str) and key not in ("audio_filepath", "text")}
+    return resolve_path(record["audio_filepath"], base), record["text"], duration, labels
 
 
 def _read_json_lines(path: str, lines: List[str]) -> List[ManifestEntry]:
@@ -130,7 +136,8 @@ def _read_json_lines(path: str, lines: List[str]) -> List[ManifestEntry]:
         if not line.strip():
             continue
         where = f"{path} line {number}"
-        entries.append(_entry(*parse_json_line(line, base, where), where))
+        audio_path, text, duration, labels = parse_json_line(line, base, where)
+        entries.append(dataclasses.replace(_entry(audio_path, text, duration, where), labels=labels))
     return entries
 
 

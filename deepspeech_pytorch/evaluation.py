@@ -35,6 +35,16 @@ class EvaluationResult:
     def cer(self) -> float:
         return self.counts.cer
 
+    def breakdown(self, key: str) -> Dict[str, ErrorCounts]:
+        """Error counts per value of a manifest field (source, engine, voice, speaker, ...), in order of value;
+        utterances without the field count under "(none)"."""
+        groups: Dict[str, ErrorCounts] = {}
+        for item in self.utterances:
+            group = item.get("labels", {}).get(key, "(none)")
+            groups[group] = groups.get(group, ErrorCounts()) + ErrorCounts(
+                item["word_errors"], item["reference_words"], item["char_errors"], item["reference_chars"])
+        return dict(sorted(groups.items()))
+
 
 def make_loader(dataset: SpeechDataset, batch_size: int, num_workers: int) -> DataLoader:
     """Batches of similar length in a fixed order, for evaluation."""
@@ -84,6 +94,7 @@ def evaluate(transcriber: Transcriber, loader: DataLoader, keep_outputs: bool = 
                     "reference_words": errors.reference_words,
                     "char_errors": errors.char_edits,
                     "reference_chars": errors.reference_chars,
+                    "labels": dict(dataset.entries[index].labels),
                 }
                 if keep_outputs:
                     outputs[index] = {"log_probs": log_probs[row, : int(lengths[row])].cpu().clone(),

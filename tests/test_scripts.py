@@ -159,3 +159,23 @@ def test_unreadable_files_can_be_left_out_from_the_command_line(speech_corpus, t
     assert trained.returncode == 0, trained.stderr
     summary = json.loads(trained.stdout.strip().splitlines()[-1])
     assert summary["skipped_unreadable"] == 1 and summary["steps"] == 1
+
+
+def test_scores_per_source_from_a_manifest_field(speech_corpus, tmp_path):
+    """test.py breakdown=source: WER/CER per value of a manifest field, which add up to the whole."""
+    folder = os.path.dirname(speech_corpus)
+    lines = [json.loads(line) for line in open(speech_corpus)]
+    with open(tmp_path / "m.jsonl", "w") as manifest:
+        for number, line in enumerate(lines):
+            record = {**line, "audio_filepath": os.path.join(folder, line["audio_filepath"])}
+            if number % 3:
+                record["source"] = "espeak" if number % 3 == 1 else "other"
+            manifest.write(json.dumps(record) + "\n")
+    result = run("test.py", "test_manifest=m.jsonl", "num_workers=0", "breakdown=source", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    groups = report["breakdown"]["source"]
+    assert set(groups) == {"(none)", "espeak", "other"}
+    assert sum(group["utterances"] for group in groups.values()) == report["utterances"] == len(lines)
+    assert 0 <= min(group["wer"] for group in groups.values()) <= report["wer"] <= max(g["wer"] for g in groups.values())
+    assert "source=espeak: WER" in result.stderr

@@ -75,7 +75,7 @@ def _records(path: str, problems: List[str]) -> List[_Record]:
             continue
         where = f"{path} line {number}"
         try:
-            audio_path, text, duration = parse_json_line(line, base, where)
+            audio_path, text, duration, _ = parse_json_line(line, base, where)
         except ManifestError as error:
             problems.append(str(error))
             continue
