@@ -24,8 +24,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from deepspeech_pytorch.configs import (CHUNK_SECONDS, RULE, SCHEMAS, BenchmarkConfig, ConfigError, EvalConfig,
-                                        NoiseInjectConfig, Paths, ServerConfig, Text, TrainConfig, TranscribeConfig,
-                                        first_line, model_presets, settings_of, unknown_setting, validate)
+                                        ExportConfig, NoiseInjectConfig, Paths, ServerConfig, Text, TrainConfig,
+                                        TranscribeConfig, first_line, model_presets, settings_of, unknown_setting,
+                                        validate)
 
 logger = logging.getLogger("deepspeech_pytorch")
 
@@ -461,10 +462,24 @@ def run_serve(config: DictConfig) -> None:
     run_server(settings, load_model(settings.model_path, device=resolve_device(settings.device)))
 
 
+@reports_user_errors
+def run_export(config: DictConfig) -> Any:
+    """Export the model in each format, check each against the model on the check audio, print a JSON summary."""
+    validate(config, ExportConfig)
+    from deepspeech_pytorch.export import export_all
+    from deepspeech_pytorch.inference import PRETRAINED_DIR, load_model
+
+    setup_logging()
+    check = audio_paths(config.check_audio or os.path.join(PRETRAINED_DIR, "samples"))
+    results = export_all(load_model(config.model_path), config.output_dir, check, list(config.formats))
+    print(json.dumps(results))
+    return results
+
+
 # ---- console scripts (pip install puts them on PATH; the root scripts stay for a source checkout) ----------
 
 _ENTRY_POINTS = {"train": (run_train, None), "eval": (run_eval, None), "transcribe": (run_transcribe, "audio_path"),
-                 "server": (run_serve, None), "benchmark": (run_benchmark, None)}
+                 "server": (run_serve, None), "benchmark": (run_benchmark, None), "export": (run_export, None)}
 
 
 def _console(config_name: str) -> None:
@@ -504,3 +519,7 @@ def server_main() -> None:
 
 def benchmark_main() -> None:
     _console("benchmark")
+
+
+def export_main() -> None:
+    _console("export")

@@ -581,8 +581,19 @@ class NoiseInjectConfig:
 
 
 # The primary config of each entry script.
+@dataclass
+class ExportConfig:
+    model_path: Optional[str] = checked(None, Path())  # null: the bundled default model
+    output_dir: str = checked("exported", Path())
+    # onnx (ONNX Runtime, opset 17) | torchscript (traced, for mobile/C++) | torchscript_int8 (dynamic int8)
+    formats: List[str] = checked_list(lambda: ["onnx", "torchscript", "torchscript_int8"],
+                                      ListOf(OneOf(("onnx", "torchscript", "torchscript_int8"))))
+    check_audio: Any = checked(None, Paths())  # files the export must reproduce; null: the bundled samples
+
+
 SCHEMAS: Dict[str, type] = {"train": TrainConfig, "eval": EvalConfig, "transcribe": TranscribeConfig,
-                            "benchmark": BenchmarkConfig, "server": ServerConfig, "noise_inject": NoiseInjectConfig}
+                            "benchmark": BenchmarkConfig, "server": ServerConfig, "noise_inject": NoiseInjectConfig,
+                            "export": ExportConfig}
 
 
 def register_configs() -> None:
