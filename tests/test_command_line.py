@@ -135,7 +135,8 @@ def test_folder_names_what_it_skips(model, utterance, tmp_path):
 # ---- settings: each one has a rule, and breaking it is one line ----------------------------------------
 
 # Numbers that may take any finite value (validate refuses nan and inf for every number).
-UNBOUNDED = {"decoder.lm.alpha", "decoder.lm.beta", "augment.noise.min_snr_db", "augment.noise.max_snr_db",
+UNBOUNDED = {"features.mean", "features.std",  # measured statistics: any finite numbers
+             "decoder.lm.alpha", "decoder.lm.beta", "augment.noise.min_snr_db", "augment.noise.max_snr_db",
              "augment.babble.min_snr_db", "augment.babble.max_snr_db", "augment.perturb.min_gain_db",
              "augment.perturb.max_gain_db", "snr_db"}
 
