@@ -15,7 +15,7 @@ import os
 import random
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -168,21 +168,25 @@ def read_manifest(path: str) -> List[ManifestEntry]:
     return entries
 
 
-def write_manifest(path: str, entries: Sequence[ManifestEntry], relative: bool = True) -> None:
-    """Write JSON lines atomically; audio paths relative to the manifest's folder when `relative`."""
-    base = os.path.dirname(os.path.abspath(path))
-    os.makedirs(base, exist_ok=True)
+def write_jsonl(path: str, records: Iterable[Mapping]) -> None:
+    """One JSON object per line, written to a temporary file and renamed: a crash never leaves half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = f"{path}.tmp"
     try:
         with open(temporary, "w", encoding="utf-8") as handle:
-            for entry in entries:
-                audio_path = os.path.relpath(entry.audio_path, base) if relative else os.path.abspath(entry.audio_path)
-                record = {"audio_filepath": audio_path, "text": entry.text, "duration": round(entry.duration, 4)}
+            for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def write_manifest(path: str, entries: Sequence[ManifestEntry], relative: bool = True) -> None:
+    """Write JSON lines atomically; audio paths relative to the manifest's folder when `relative`."""
+    base = os.path.dirname(os.path.abspath(path))
+    write_jsonl(path, ({"audio_filepath": os.path.relpath(e.audio_path, base) if relative else os.path.abspath(e.audio_path),
+                        "text": e.text, "duration": round(e.duration, 4)} for e in entries))
 
 
 def filter_by_duration(entries: Sequence[ManifestEntry], min_duration: float = 0.0,

@@ -43,6 +43,7 @@ from tqdm import tqdm
 from deepspeech_pytorch.audio import SAMPLE_RATE, resample, write_audio
 from deepspeech_pytorch.corpora import CorpusError
 from deepspeech_pytorch.corpora.convert import DurationLimits
+from deepspeech_pytorch.datasets import write_jsonl
 from deepspeech_pytorch.labels import Alphabet, TranscriptError
 
 logger = logging.getLogger(__name__)
@@ -218,14 +219,6 @@ def _write_wav(target: str, samples: np.ndarray) -> None:
     os.replace(temporary, target)
 
 
-def _write_jsonl(path: str, records: Sequence[dict]) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
-
-
 def _split_of(character: str, val_characters: Sequence[str]) -> str:
     return "val" if character in val_characters else "test"
 
@@ -320,7 +313,7 @@ def prepare(target_dir: str, game_dir: str = GAME_DIR, dat_path: str = DAT_PATH,
     manifests = {}
     for split in SPLITS:
         manifests[split] = os.path.join(target_dir, f"{split}.jsonl")
-        _write_jsonl(manifests[split], records[split])
+        write_jsonl(manifests[split], records[split])
     summary = _summary(names, per_character, dropped, val_characters, records)
     with open(os.path.join(target_dir, "summary.json.tmp"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)

@@ -42,6 +42,7 @@ from deepspeech_pytorch.audio import SAMPLE_RATE, AudioError, audio_duration, re
 from deepspeech_pytorch.corpora import CorpusError
 from deepspeech_pytorch.corpora.align import Decision, Recognizer, Thresholds, align
 from deepspeech_pytorch.corpora.convert import DurationLimits, Layout, _write_wav
+from deepspeech_pytorch.datasets import write_jsonl
 from deepspeech_pytorch.labels import Alphabet
 
 logger = logging.getLogger(__name__)
@@ -544,17 +545,14 @@ def _convert(archive: ResourceArchive, kept: Sequence[_Kept], layout: Layout, li
 def _write_manifest(path: str, rows: Sequence[Tuple[_Kept, str, float]]) -> None:
     """JSON lines with audio paths relative to the manifest, written through a temporary file."""
     base = os.path.dirname(os.path.abspath(path))
-    os.makedirs(base, exist_ok=True)
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        for item, audio, duration in rows:
-            record = {"audio_filepath": os.path.relpath(audio, base), "text": item.text,
-                      "duration": round(duration, 4)}
-            if item.speaker:
-                record["speaker"] = item.speaker
-            record["source"] = CORPUS
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
+    records = []
+    for item, audio, duration in rows:
+        record = {"audio_filepath": os.path.relpath(audio, base), "text": item.text, "duration": round(duration, 4)}
+        if item.speaker:
+            record["speaker"] = item.speaker
+        record["source"] = CORPUS
+        records.append(record)
+    write_jsonl(path, records)
 
 
 def _rate(value: Optional[float]) -> Optional[float]:

@@ -27,7 +27,6 @@ the package's copyright file beside the manifest.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -37,7 +36,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -46,6 +45,7 @@ from deepspeech_pytorch.audio import SAMPLE_RATE, AudioError, audio_duration, re
 from deepspeech_pytorch.corpora import CorpusError
 from deepspeech_pytorch.corpora.convert import DurationLimits, Layout
 from deepspeech_pytorch.corpora.rnc import RNCError, is_rnc, unpack
+from deepspeech_pytorch.datasets import write_jsonl
 from deepspeech_pytorch.labels import Alphabet
 
 logger = logging.getLogger(__name__)
@@ -333,15 +333,6 @@ def _convert(game: GameData, line: Line, target: str) -> float:
     return len(audio) / SAMPLE_RATE
 
 
-def _write_manifest(path: str, records: Sequence[dict]) -> None:
-    """JSON lines written atomically, audio paths relative to the manifest's folder."""
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
-
-
 def prepare(target_dir: str, data_dir: str = DEFAULT_DATA_DIR, limits: DurationLimits = DurationLimits(),
             workers: int = 1, alphabet: Optional[Alphabet] = None, progress: bool = True,
             copyright_file: str = COPYRIGHT_FILE) -> Dict[str, str]:
@@ -381,7 +372,7 @@ def prepare(target_dir: str, data_dir: str = DEFAULT_DATA_DIR, limits: DurationL
         raise CorpusError(f"{layout.manifest(SPLIT)}: no lines to write: all {len(lines)} were outside the duration "
                           f"limits [{limits.minimum}, {limits.maximum}] s")
     manifest = layout.manifest(SPLIT)
-    _write_manifest(manifest, records)
+    write_jsonl(manifest, records)
     if os.path.isfile(copyright_file):
         shutil.copyfile(copyright_file, os.path.join(target_dir, "COPYRIGHT-beneath-a-steel-sky.txt"))
     hours = sum(record["duration"] for record in records) / 3600
