@@ -315,9 +315,26 @@ def _transcriber(config: DictConfig, batch_size: int = 8):
                        vad=config.get("vad", True))
 
 
+def _outputs_apart(config: DictConfig, outputs: Sequence[str], inputs: Sequence[str]) -> None:
+    """Refuse an output path that is an input of the run, a folder, or another output: nothing is lost."""
+    given = {name: os.path.realpath(str(config[name])) for name in inputs if config.get(name)}
+    written = {}
+    for name in outputs:
+        if not config.get(name):
+            continue
+        path = os.path.realpath(str(config[name]))
+        if os.path.isdir(path):
+            raise ConfigError(f"{name}={config[name]} is a folder: give a file name")
+        for other, other_path in {**given, **written}.items():
+            if path == other_path:
+                raise ConfigError(f"{name}={config[name]} would overwrite {other}: give another file name")
+        written[name] = path
+
+
 @reports_user_errors
 def run_eval(config: DictConfig) -> Any:
     validate(config, EvalConfig)
+    _outputs_apart(config, outputs=("report_path", "save_outputs"), inputs=("model_path", "test_manifest"))
     from deepspeech_pytorch.evaluation import evaluate_manifest
 
     setup_logging(logging.INFO if config.verbose else logging.WARNING)
@@ -438,6 +455,7 @@ def run_benchmark(config: DictConfig) -> Any:
 @reports_user_errors
 def run_noise_inject(config: DictConfig) -> float:
     c = validate(config, NoiseInjectConfig)
+    _outputs_apart(config, outputs=("output_path",), inputs=("input_path", "noise_path"))
     from deepspeech_pytorch.augment import inject_noise_file
 
     snr = inject_noise_file(c.input_path, c.noise_path, c.output_path, c.snr_db, c.seed)

@@ -135,8 +135,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps
     optim = config.optim
     if optim.schedule == "onecycle":
         total = max(1, config.epochs * steps_per_epoch)
+        warmup = optim.warmup_fraction
+        if warmup * total - 1 <= 0:  # PyTorch's OneCycleLR divides by (warm-up steps - 1): at least 2 of them
+            warmup = min(0.9, 2.0 / total) if total >= 3 else 0.75
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optim.learning_rate, total_steps=total,
-                                                   pct_start=optim.warmup_fraction, anneal_strategy="cos")
+                                                   pct_start=warmup, anneal_strategy="cos")
     if optim.schedule == "anneal":
         return EpochSchedule(optimizer, optim.anneal_factor)
     if optim.schedule == "constant":
@@ -174,8 +177,9 @@ class Trainer:
         if not train_entries:
             raise ValueError(f"{data.train_manifest}: no utterances left after the duration filter")
         self.features = self._with_statistics(self.features, train_entries)
-        waveform_augment, feature_augment = build_augmenters(_as_dataclass(AugmentConfig, config.augment),
-                                                             self.features.sample_rate)
+        waveform_augment, feature_augment = build_augmenters(  # babble, when on, draws from the training set
+            _as_dataclass(AugmentConfig, config.augment), self.features.sample_rate,
+            speech_paths=[entry.audio_path for entry in train_entries])
         self.train_set = SpeechDataset(train_entries, self.alphabet, self.features, waveform_augment,
                                        feature_augment, seed=config.seed)
         self._drop_too_short()

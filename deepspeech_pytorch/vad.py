@@ -23,6 +23,7 @@ from deepspeech_pytorch.audio import resample
 logger = logging.getLogger(__name__)
 
 VAD_SAMPLE_RATE = 16000  # Hz, the rate Silero VAD scores (8 kHz is its only other rate)
+QUIET_PEAK = 10 ** (-66 / 20)  # recordings peaking above -66 dBFS are level-normalised before detection
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ def speech_segments(samples: np.ndarray, sample_rate: int, max_seconds: Optional
     if len(samples) == 0:
         return []
     audio = samples if sample_rate == VAD_SAMPLE_RATE else resample(samples, sample_rate, VAD_SAMPLE_RATE)
+    peak = float(np.max(np.abs(audio)))
+    if peak >= QUIET_PEAK:  # quiet recordings (speech peaking at -50 dBFS) are raised to one level for the
+        audio = audio * (0.5 / peak)  # detector; near-silence (a few LSB) stays as it is and stays silence
     pad_ms = int(1000 * config.pad_seconds)
     longest = float("inf") if max_seconds is None else max(1.0, max_seconds - 2 * config.pad_seconds)
     with _lock, torch.inference_mode():  # the model keeps state between windows: one recording at a time

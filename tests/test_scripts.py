@@ -179,3 +179,17 @@ def test_scores_per_source_from_a_manifest_field(speech_corpus, tmp_path):
     assert sum(group["utterances"] for group in groups.values()) == report["utterances"] == len(lines)
     assert 0 <= min(group["wer"] for group in groups.values()) <= report["wer"] <= max(g["wer"] for g in groups.values())
     assert "source=espeak: WER" in result.stderr
+
+
+def test_outputs_never_overwrite_the_inputs(speech_corpus, tmp_path):
+    """test.py report_path / save_outputs naming the manifest or the model, or a folder: one line, nothing written."""
+    import shutil
+
+    shutil.copy(speech_corpus, tmp_path / "m.jsonl")
+    before = (tmp_path / "m.jsonl").read_bytes()
+    for setting, words in (("report_path=m.jsonl", "would overwrite test_manifest"),
+                           ("save_outputs=m.jsonl", "would overwrite test_manifest"),
+                           (f"report_path={tmp_path}", "is a folder")):
+        result = run("test.py", f"test_manifest={tmp_path / 'm.jsonl'}", setting, cwd=tmp_path)
+        assert result.returncode != 0 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "m.jsonl").read_bytes() == before

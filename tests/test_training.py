@@ -150,3 +150,12 @@ def test_global_feature_statistics_are_measured_stored_and_used(speech_corpus, t
     assert torch.equal(transcriber.extractor.mean, torch.tensor(stored["mean"]))
     samples = torch.randn(16000).numpy() * 0.1
     assert transcriber.transcribe(samples).duration == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("epochs, batch_size", [(1, 2), (2, 3)])
+def test_one_cycle_with_very_few_steps_trains(speech_corpus, tmp_path, epochs, batch_size):
+    """10 or 4 steps at warmup_fraction 0.1 (one warm-up step) made OneCycleLR divide by zero."""
+    config_ = config(speech_corpus, tmp_path / "c", epochs=epochs, **{"data.batch_size": batch_size})
+    config_.optim.warmup_fraction = 1 / (epochs * -(-6 // batch_size))  # exactly one warm-up step
+    result = train(config_)
+    assert result.steps == epochs * -(-6 // batch_size)
