@@ -152,8 +152,8 @@ def prepare_arguments(arguments: Sequence[str], schema: type, positional: Option
                 raise ConfigError(f"model={value!r}: choose from {', '.join(sorted(model_presets()))}")
             key = bare_key = "model"
             argument = f"model={value}"
-        if not equals and not argument.startswith("~") or (equals and not _known(bare_key, settings)
-                                                              and positional and os.path.exists(argument)):
+        if not equals and (not argument.startswith("~") or positional and os.path.exists(argument)) \
+                or (equals and not _known(bare_key, settings) and positional and os.path.exists(argument)):
             if positional is None:
                 raise ConfigError(f"{argument!r} is not a setting: settings are key=value "
                                   f"(python {script} --help lists them)")

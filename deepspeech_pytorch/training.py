@@ -563,7 +563,11 @@ class Trainer:
                         f"{len(self.skipped_unreadable)} unreadable; see the warnings above)")
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                 validate = config.validate_every_epoch or self.epoch == config.epochs
-                last_wer, last_cer = self.validate() if validate else (None, None)
+                try:
+                    last_wer, last_cer = self.validate() if validate else (None, None)
+                except Exception:
+                    self.save(LAST)  # the epoch is trained: a failed validation must not lose it
+                    raise
                 logger.info("epoch %d: train loss %s, val WER %s, CER %s, %.0f s", self.epoch,
                             f"{total_loss / total_steps:.3f}" if total_steps else "n/a (no optimiser step)",
                             _percent(last_wer), _percent(last_cer), time.time() - started)

@@ -263,10 +263,11 @@ def test_cuda_without_cuda_is_one_line(tmp_path, script, args):
 def test_any_model_setting_can_be_set_on_the_command_line(tmp_path):
     """train.py model=ds2_tiny model.hidden_size=64: a preset from the `model` group, one of its settings
     changed; `preset=` (the earlier name) still picks one; a wrong model setting is one line."""
-    shown = run("train.py", "data.train_manifest=x.jsonl", "model=ds2_tiny", "model.hidden_size=64", "--cfg", "job",
-                cwd=tmp_path)
+    shown = run("train.py", "data.train_manifest=x.jsonl", "model=ds2_tiny", "model.hidden_size=64",
+                "model.bidirectional=false", "model.lookahead_context=0", "--cfg", "job", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "hidden_size: 64" in shown.stdout and "hidden_layers: 2" in shown.stdout
+    assert "lookahead_context: 0" in shown.stdout and "bidirectional: false" in shown.stdout
     old_name = run("train.py", "data.train_manifest=x.jsonl", "preset=ds2_cpu", "--cfg", "job", cwd=tmp_path)
     assert "hidden_size: 320" in old_name.stdout
     assert_one_line_error(run("train.py", "data.train_manifest=x.jsonl", "model=ds2_tiny", "model.hidden_size=abc",

@@ -193,3 +193,31 @@ def test_outputs_never_overwrite_the_inputs(speech_corpus, tmp_path):
         result = run("test.py", f"test_manifest={tmp_path / 'm.jsonl'}", setting, cwd=tmp_path)
         assert result.returncode != 0 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert (tmp_path / "m.jsonl").read_bytes() == before
+
+
+def test_a_file_name_starting_with_a_tilde_is_a_file(tmp_path):
+    """Hydra reads `~key` as 'delete key'; an existing file of that name is transcribed."""
+    import shutil
+
+    shutil.copy(os.path.join(ROOT, "samples", "sample2.wav"), tmp_path / "~take two.wav")
+    result = run("transcribe.py", "~take two.wav", "word_timings=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[0])["audio_path"] == "~take two.wav"
+
+
+def test_a_failed_validation_keeps_the_trained_epoch(speech_corpus, tmp_path):
+    """An unreadable validation file stops the run with one line, after last.pt of the trained epoch is saved."""
+    import numpy as np
+    import soundfile as sf
+
+    folder = os.path.dirname(speech_corpus)
+    lines = [json.loads(line) for line in open(speech_corpus)]
+    samples, rate = sf.read(os.path.join(folder, lines[0]["audio_filepath"]), dtype="float32")
+    samples[10] = np.nan
+    sf.write(tmp_path / "nan.wav", samples, rate, subtype="FLOAT")
+    (tmp_path / "val.jsonl").write_text(json.dumps({"audio_filepath": str(tmp_path / "nan.wav"), "text": "a b"}) + "\n")
+    result = run("train.py", f"data.train_manifest={speech_corpus}", "data.val_manifest=val.jsonl", "model=ds2_tiny",
+                 "epochs=2", "data.batch_size=3", "data.num_workers=0", "log_dir=null", "checkpoint.directory=ck",
+                 cwd=tmp_path)
+    assert result.returncode != 0 and "nan.wav: audio contains NaN" in result.stderr.strip().splitlines()[-1]
+    assert (tmp_path / "ck" / "last.pt").is_file()
