@@ -133,8 +133,8 @@ def test_console_scripts_run_the_entry_points(tmp_path):
     assert wrong.returncode != 0 and wrong.stderr.startswith("error: model='nope'")
 
 
-def test_unreadable_files_can_be_left_out_from_the_command_line(speech_corpus, tmp_path):
-    """data.skip_unreadable / skip_unreadable: a file with a NaN sample is counted and left out, not fatal."""
+def nan_copy(speech_corpus, tmp_path):
+    """(the fixture's manifest lines, its folder) after writing tmp_path/nan.wav: its first utterance with a NaN."""
     import numpy as np
     import soundfile as sf
 
@@ -143,6 +143,12 @@ def test_unreadable_files_can_be_left_out_from_the_command_line(speech_corpus, t
     samples, rate = sf.read(os.path.join(folder, lines[0]["audio_filepath"]), dtype="float32")
     samples[100] = np.nan
     sf.write(tmp_path / "nan.wav", samples, rate, subtype="FLOAT")
+    return lines, folder
+
+
+def test_unreadable_files_can_be_left_out_from_the_command_line(speech_corpus, tmp_path):
+    """data.skip_unreadable / skip_unreadable: a file with a NaN sample is counted and left out, not fatal."""
+    lines, folder = nan_copy(speech_corpus, tmp_path)
     with open(tmp_path / "m.jsonl", "w") as manifest:
         for line in lines:
             manifest.write(json.dumps({**line, "audio_filepath": os.path.join(folder, line["audio_filepath"])}) + "\n")
@@ -207,14 +213,7 @@ def test_a_file_name_starting_with_a_tilde_is_a_file(tmp_path):
 
 def test_a_failed_validation_keeps_the_trained_epoch(speech_corpus, tmp_path):
     """An unreadable validation file stops the run with one line, after last.pt of the trained epoch is saved."""
-    import numpy as np
-    import soundfile as sf
-
-    folder = os.path.dirname(speech_corpus)
-    lines = [json.loads(line) for line in open(speech_corpus)]
-    samples, rate = sf.read(os.path.join(folder, lines[0]["audio_filepath"]), dtype="float32")
-    samples[10] = np.nan
-    sf.write(tmp_path / "nan.wav", samples, rate, subtype="FLOAT")
+    nan_copy(speech_corpus, tmp_path)
     (tmp_path / "val.jsonl").write_text(json.dumps({"audio_filepath": str(tmp_path / "nan.wav"), "text": "a b"}) + "\n")
     result = run("train.py", f"data.train_manifest={speech_corpus}", "data.val_manifest=val.jsonl", "model=ds2_tiny",
                  "epochs=2", "data.batch_size=3", "data.num_workers=0", "log_dir=null", "checkpoint.directory=ck",
