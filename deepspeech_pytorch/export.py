@@ -196,6 +196,8 @@ def export_all(loaded: LoadedModel, output_dir: str, check_paths: Sequence[str],
     unknown = [f for f in formats if f not in writers]
     if unknown:
         raise ExportError(f"formats={unknown}: choose from {', '.join(writers)}")
+    if not check_paths:
+        raise ExportError("no audio to check the export with: give at least one file")
     os.makedirs(output_dir, exist_ok=True)
     results = {}
     for name in formats:

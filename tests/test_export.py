@@ -62,7 +62,7 @@ def test_every_format_reproduces_the_model_and_describes_itself(tiny, utterances
     assert json.loads(extra[METADATA_FILE])["model_name"] == "tiny"
 
 
-def test_an_export_that_does_not_match_is_refused(tiny, utterances):
+def test_an_export_that_does_not_match_is_refused(tiny, utterances, tmp_path):
     loaded = load_model(tiny)
     features, lengths = check_features(loaded, [np.random.default_rng(0).standard_normal(16000).astype(np.float32)])
 
@@ -73,7 +73,8 @@ def test_an_export_that_does_not_match_is_refused(tiny, utterances):
     with pytest.raises(ExportError, match="does not reproduce the model"):
         compare(loaded, broken, features, lengths, 1e-3, "broken.onnx")
     with pytest.raises(ExportError, match="no audio to check"):
-        export_all(loaded, "unused", [])
+        export_all(loaded, str(tmp_path / "unused"), [])
+    assert not (tmp_path / "unused").exists()
 
 
 def test_export_script_writes_the_files_and_a_summary(tiny, utterances, tmp_path):
