@@ -148,8 +148,9 @@ def prepare_arguments(arguments: Sequence[str], schema: type, positional: Option
         key, equals, value = argument.partition("=")
         bare_key = key.lstrip("+~")
         if schema is TrainConfig and equals and bare_key in ("preset", "model"):  # the `model` group (was `preset`)
-            if value not in model_presets():
-                raise ConfigError(f"model={value!r}: choose from {', '.join(sorted(model_presets()))}")
+            names = sorted(model_presets())
+            if value not in names:
+                raise ConfigError(f"model={value!r}: choose from {', '.join(names)}")
             key = bare_key = "model"
             argument = f"model={value}"
         if not equals and (not argument.startswith("~") or positional and os.path.exists(argument)) \

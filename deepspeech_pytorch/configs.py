@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import re
@@ -245,12 +246,15 @@ DEFAULT_MODEL = "ds2_small"
 
 def model_presets() -> Dict[str, Dict[str, Any]]:
     """The model presets (`models/presets/<name>.yaml`: an `architecture` and its settings) by name. Read
-    without importing torch; `deepspeech_pytorch.models.presets()` gives them as config dataclasses."""
-    presets = {}
-    for file in sorted(os.listdir(MODEL_PRESETS_DIR)):
-        if file.endswith(".yaml"):
-            presets[file[:-5]] = OmegaConf.to_container(OmegaConf.load(os.path.join(MODEL_PRESETS_DIR, file)))
-    return presets
+    once per process, without importing torch; `deepspeech_pytorch.models.presets()` gives them as config
+    dataclasses. Each call returns fresh dicts, so a caller may change them."""
+    return {name: dict(values) for name, values in _read_model_presets().items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _read_model_presets() -> Dict[str, Dict[str, Any]]:
+    return {file[:-5]: OmegaConf.to_container(OmegaConf.load(os.path.join(MODEL_PRESETS_DIR, file)))
+            for file in sorted(os.listdir(MODEL_PRESETS_DIR)) if file.endswith(".yaml")}
 
 
 PRESET = OneOf(lambda: sorted(model_presets()))

@@ -1,5 +1,6 @@
 """Shared fixtures: real speech synthesized with espeak-ng, written as 16 kHz WAV with a manifest."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -49,3 +50,12 @@ def sine():
         wave = 0.5 * np.sin(2 * np.pi * freq * t).astype(np.float32)
         return np.stack([wave] * channels, axis=1) if channels > 1 else wave
     return make
+
+
+def load_script(name: str):
+    """The `main` of data/<name>.py, loaded from its file (data/ is not a package)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(f"data_script_{name}", os.path.join(root, "data", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main

@@ -6,7 +6,6 @@ runs the real script or download path, and checks the manifests and WAV files it
 """
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -30,6 +29,7 @@ from deepspeech_pytorch.corpora.download import (Checksum, ChecksumError, Downlo
                                                  parse_checksum_listing)
 from deepspeech_pytorch.corpora.ted import clean_transcript
 from deepspeech_pytorch.datasets import read_manifest
+from conftest import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -140,12 +140,6 @@ def md5(path):
 def sha256(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"data_script_{name}", os.path.join(REPO, "data", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def read_jsonl(path):

@@ -1,6 +1,5 @@
 """The manifest command lines: `data/merge_manifests.py` and `data/verify_manifest.py`."""
 
-import importlib.util
 import json
 import os
 import re
@@ -11,15 +10,10 @@ import soundfile as sf
 
 from deepspeech_pytorch.corpora.verify import verify_manifest
 from deepspeech_pytorch.datasets import read_manifest
+from conftest import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"data_script_{name}", os.path.join(REPO, "data", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def wav(path, seconds, rate=16000):

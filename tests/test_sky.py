@@ -1,7 +1,6 @@
 """Beneath a Steel Sky reader: RNC method 1 unpacking, the text code, and data/sky.py end to end on a
 small game-data fixture written in the real sky.dnr/sky.dsk layout (the Debian package is not needed)."""
 
-import importlib.util
 import json
 import os
 import struct
@@ -13,15 +12,10 @@ import soundfile as sf
 from deepspeech_pytorch.corpora import CorpusError
 from deepspeech_pytorch.corpora import sky
 from deepspeech_pytorch.corpora.rnc import RNCError, crc16, unpack
+from conftest import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"data_script_{name}", os.path.join(REPO, "data", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 # ---------------------------------------------------------------- a small RNC method 1 packer for the tests

@@ -73,9 +73,12 @@ def model_config(values: Any, default_architecture: str = "deepspeech2") -> Acou
 
 def preset(name: str) -> AcousticModelConfig:
     """A registered preset's config by name; ValueError naming the choices otherwise."""
-    if name not in presets():
-        raise ValueError(f"model={name!r}: choose from {', '.join(sorted(presets()))}")
-    return presets()[name]
+    from deepspeech_pytorch.configs import model_presets
+
+    known = model_presets()
+    if name not in known:
+        raise ValueError(f"model={name!r}: choose from {', '.join(sorted(known))}")
+    return model_config(known[name])
 
 
 def build_model(config: Any, num_features: int, num_classes: int) -> AcousticModel:
