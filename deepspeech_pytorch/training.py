@@ -206,6 +206,7 @@ class Trainer:
         self.skipped_losses = self.skipped_gradients = 0
         self.empty_batches = 0  # batches with no utterance left to train on (this run)
         self.trained_indices = torch.zeros(0, dtype=torch.long)
+        self._sample_log = None  # open handle of config.sample_log while fit() runs
         self._restore()
         # Wrapped after restoring, so every process starts from the same (loaded) weights.
         self.network = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
@@ -458,6 +459,11 @@ class Trainer:
             self.empty_batches += 1
             return None
         self.trained_indices = batch.indices  # (rows,) dataset indices this step trains on
+        if self._sample_log is not None:
+            # written before the gradients are exchanged: a process killed after that exchange (its step
+            # done, and maybe checkpointed by rank 0) has its samples on record; a step that never finishes
+            # is replayed after a restart under the same (rank, step) and its record replaced
+            self._log_samples(self._sample_log, batch.indices)
         batch = batch.to(self.device)
         # BatchNorm statistics are updated in the forward pass; keep a copy (a few KB) so a
         # skipped step leaves no trace of a NaN in them.
@@ -498,7 +504,7 @@ class Trainer:
         return counts.wer, counts.cer
 
     def _log_samples(self, handle, indices) -> None:
-        record = {"epoch": self.epoch, "batch": self.batch_in_epoch, "step": self.step, "rank": self.dist.rank,
+        record = {"epoch": self.epoch, "batch": self.batch_in_epoch + 1, "step": self.step + 1, "rank": self.dist.rank,
                   "pid": os.getpid(), "indices": [int(i) for i in indices]}
         handle.write(json.dumps(record) + "\n")
         handle.flush()
@@ -508,6 +514,7 @@ class Trainer:
         main = self.dist.is_main
         writer = _summary_writer(config.log_dir) if main else None
         sample_log = open(f"{config.sample_log}.rank{self.dist.rank}", "a") if config.sample_log else None
+        self._sample_log = sample_log
         losses: List[float] = []
         last_wer = last_cer = None
         stopped = config.max_steps is not None and self.step >= config.max_steps
@@ -541,8 +548,6 @@ class Trainer:
                             if writer is not None:
                                 writer.add_scalar("train/loss", loss, self.step)
                                 writer.add_scalar("train/learning_rate", self.scheduler.get_last_lr()[0], self.step)
-                            if sample_log is not None:
-                                self._log_samples(sample_log, self.trained_indices)
                         out_of_time = deadline is not None and any_process(time.time() > deadline, self.device)
                         if (config.max_steps is not None and self.step >= config.max_steps) or out_of_time:
                             stopped = True
@@ -587,6 +592,7 @@ class Trainer:
                 writer.close()
             if sample_log is not None:
                 sample_log.close()
+                self._sample_log = None
         if self.skipped_losses or self.skipped_gradients:
             logger.warning("skipped %d non-finite losses and %d non-finite gradients", self.skipped_losses, self.skipped_gradients)
         if main and (self.skipped_too_short or self.skipped_unreadable):
