@@ -514,6 +514,10 @@ class EvalConfig:
         _beam_only(self.decoder, name)
 
 
+BACKENDS = ("auto", "torch", "onnxruntime")  # auto: onnxruntime for a .onnx model file, torch otherwise
+OUTPUT_FORMATS = ("json", "txt", "srt", "vtt")
+
+
 @dataclass
 class TranscribeConfig:
     model_path: Optional[str] = checked(None, Path())
@@ -525,6 +529,10 @@ class TranscribeConfig:
     chunk_seconds: float = checked(CHUNK_SECONDS, AtLeast(1))  # longer audio is split at quiet points into chunks of at most this
     word_timings: bool = True
     vad: bool = True  # transcribe only where voice-activity detection hears speech (silence: empty transcript)
+    backend: str = checked("auto", OneOf(BACKENDS))  # inference engine; onnxruntime runs without importing torch
+    # json: one JSON line per file on stdout; txt | srt | vtt: plain text or subtitles (segments cut at pauses)
+    output_format: str = checked("json", OneOf(OUTPUT_FORMATS))
+    output_dir: Optional[str] = checked(None, Path())  # txt/srt/vtt: write <name>.<format> here; null: stdout
 
     def check_together(self, name: Callable[[str], str]) -> None:
         _beam_only(self.decoder, name)
@@ -559,6 +567,17 @@ class BenchmarkConfig:
 
 
 @dataclass
+class StreamingConfig:
+    """Limits and endpointing of the websocket stream (GET /ws/transcribe)."""
+    model_path: Optional[str] = checked(None, Path())  # null: the server's model
+    max_streams: int = checked(16, AtLeast(1))  # concurrent streams; more are refused with a close code
+    max_stream_seconds: float = checked(3600.0, Positive())  # audio per stream
+    idle_timeout_seconds: float = checked(15.0, Positive())  # no message this long: the stream is closed
+    max_message_bytes: int = checked(1_000_000, AtLeast(1))  # one websocket message (config or audio chunk)
+    endpoint_silence_seconds: float = checked(0.8, Positive())  # trailing silence that ends an utterance
+
+
+@dataclass
 class ServerConfig:
     model_path: Optional[str] = checked(None, Path())  # null: the bundled default model
     host: str = checked("127.0.0.1", Text("a host name or address"))
@@ -572,6 +591,8 @@ class ServerConfig:
     max_queue: int = checked(64, AtLeast(1))  # waiting requests beyond this are answered 503
     request_timeout_seconds: float = checked(60.0, Positive())
     vad: bool = True  # transcribe only where voice-activity detection hears speech
+    backend: str = checked("auto", OneOf(BACKENDS))  # inference engine; onnxruntime runs without importing torch
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
     log_level: str = checked("info", OneOf(("critical", "error", "warning", "info", "debug", "trace"), ignore_case=True))
 
 
