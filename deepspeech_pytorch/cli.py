@@ -127,6 +127,7 @@ def prepare_arguments(arguments: Sequence[str], schema: type, positional: Option
     loose: List[str] = []
     loose_at = 0
     given_positional = False
+    chosen_model: Optional[str] = None  # the first model=/preset= argument
     index, options_done = 0, False
     while index < len(arguments):
         argument = arguments[index]
@@ -151,6 +152,9 @@ def prepare_arguments(arguments: Sequence[str], schema: type, positional: Option
             names = sorted(model_presets())
             if value not in names:
                 raise ConfigError(f"model={value!r}: choose from {', '.join(names)}")
+            if chosen_model is not None and chosen_model != argument:
+                raise ConfigError(f"{chosen_model} and {argument} both choose the model: give one")
+            chosen_model = argument
             key = bare_key = "model"
             argument = f"model={value}"
         if not equals and (not argument.startswith("~") or positional and os.path.exists(argument)) \
@@ -261,8 +265,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def number(kind: type = float, low: Optional[float] = None, above: Optional[float] = None,
-           high: Optional[float] = None) -> Callable[[str], Any]:
-    """An argparse type: a finite `kind` (int or float) >= low, > above, <= high."""
+           high: Optional[float] = None, below: Optional[float] = None) -> Callable[[str], Any]:
+    """An argparse type: a finite `kind` (int or float) >= low, > above, <= high, < below."""
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -276,6 +280,8 @@ def number(kind: type = float, low: Optional[float] = None, above: Optional[floa
             raise argparse.ArgumentTypeError(f"{text} is not more than {above:g}")
         if high is not None and value > high:
             raise argparse.ArgumentTypeError(f"{text} is more than {high:g}")
+        if below is not None and not value < below:
+            raise argparse.ArgumentTypeError(f"{text} is not less than {below:g}")
         return value
 
     return parse
@@ -307,9 +313,10 @@ def run_train(config: DictConfig) -> Any:
 
 
 def _transcriber(config: DictConfig, batch_size: int = 8):
-    from deepspeech_pytorch.inference import Transcriber, load_model, resolve_device
+    from deepspeech_pytorch.inference import Transcriber, load_model
 
-    loaded = load_model(config.model_path, device=resolve_device(config.device))
+    # backend=onnxruntime (auto: for a .onnx file) runs the exported model without importing torch
+    loaded = load_model(config.model_path, device=config.device, backend=config.get("backend", "auto"))
     chunk_seconds = config.get("chunk_seconds", CHUNK_SECONDS)
     decoder = OmegaConf.to_object(config.decoder) if OmegaConf.is_config(config.decoder) else config.decoder
     return Transcriber(loaded, decoder=decoder, chunk_seconds=chunk_seconds, batch_size=batch_size,
@@ -394,15 +401,45 @@ def audio_paths(value: Any) -> List[str]:
     return expanded
 
 
+def _transcript_outputs(paths: List[str], output_format: str, output_dir: Optional[str]) -> Dict[str, str]:
+    """Each input's output file under output_dir (checked before the model loads); {} for stdout."""
+    from deepspeech_pytorch.subtitles import output_paths
+
+    if output_dir:
+        return dict(zip(paths, output_paths(paths, output_format, output_dir)))
+    if output_format != "json" and len(paths) > 1:
+        raise ConfigError(f"output_format={output_format} prints one file's {output_format} on stdout, and "
+                          f"{len(paths)} inputs were given: add output_dir=FOLDER to write <name>.{output_format} "
+                          "for each")
+    return {}
+
+
+def _write_transcript(record: Dict[str, Any], result: Any, output_format: str, path: Optional[str]) -> None:
+    """The JSON record, or the transcript's text or subtitles, on stdout or to `path`."""
+    from deepspeech_pytorch.subtitles import format_segments, segments_of, write_output
+
+    if output_format == "json":
+        text = json.dumps(record) + "\n"
+    else:
+        text = format_segments(segments_of(result.text, result.words, result.duration), output_format)
+    if path is None:
+        print(text, end="", flush=True)
+    else:
+        write_output(path, text)
+        print(f"wrote {path}", file=sys.stderr)
+
+
 @reports_user_errors
 def run_transcribe(config: DictConfig) -> int:
-    """Print one JSON line per file, and a timing summary on stderr; a bad file is reported and the
-    others still transcribed."""
+    """Print one JSON line per file (output_format=json), or its text or subtitles (txt, srt, vtt; one
+    input, or output_dir= for <output_dir>/<name>.<format> per file), and a timing summary on stderr; a
+    bad file is reported and the others still transcribed."""
     validate(config, TranscribeConfig)
     from deepspeech_pytorch.audio import AudioError
 
     setup_logging(logging.WARNING)
     paths = audio_paths(config.audio_path)  # a bad folder fails before the model loads
+    outputs = _transcript_outputs(paths, config.output_format, config.get("output_dir"))  # and a clash of outputs
     started = time.perf_counter()
     transcriber = _transcriber(config, config.batch_size)
     load_seconds = time.perf_counter() - started
@@ -412,7 +449,8 @@ def run_transcribe(config: DictConfig) -> int:
     for path in paths:
         began = time.perf_counter()
         try:
-            result = transcriber.transcribe(path, word_timings=config.word_timings)
+            # subtitles are cut at the pauses between words: they need the word times
+            result = transcriber.transcribe(path, word_timings=config.word_timings or config.output_format != "json")
         except AudioError as error:
             failures += 1
             print(f"error: {error}", file=sys.stderr)
@@ -424,7 +462,7 @@ def run_transcribe(config: DictConfig) -> int:
                   "seconds": round(seconds, 3), "rtf": round(seconds / max(result.duration, 1e-9), 4),
                   "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in result.words],
                   "model": info}
-        print(json.dumps(record), flush=True)
+        _write_transcript(record, result, config.output_format, outputs.get(path))
     if audio_seconds > 0:
         print(f"{info['name']} ({info['architecture']}, {decoder}): {audio_seconds:.1f} s of audio in "
               f"{compute_seconds:.2f} s (RTF {compute_seconds / audio_seconds:.3f}); model loaded in "
@@ -469,7 +507,7 @@ def run_serve(config: DictConfig) -> None:
     """Check the settings, load the model (a bad model path stops here, before the port opens), then serve
     until interrupted."""
     validate(config, ServerConfig)
-    from deepspeech_pytorch.inference import load_model, resolve_device
+    from deepspeech_pytorch.inference import load_model
     from deepspeech_pytorch.serving.app import LOG_LEVELS, run_server, server_settings
     from deepspeech_pytorch.serving.service import check_settings
 
@@ -478,7 +516,7 @@ def run_serve(config: DictConfig) -> None:
         raise ValueError(f"log_level={settings.log_level!r}; choose from {', '.join(LOG_LEVELS)}")
     setup_logging(getattr(logging, settings.log_level.upper(), logging.INFO))
     check_settings(settings)
-    run_server(settings, load_model(settings.model_path, device=resolve_device(settings.device)))
+    run_server(settings, load_model(settings.model_path, device=settings.device, backend=settings.backend))
 
 
 @reports_user_errors
