@@ -1,0 +1,432 @@
+"""Live transcription: feed audio as it arrives, get partial results as people speak and a final result
+with word times when an utterance ends.
+
+    stream = StreamingTranscriber(load_model(), decoder="greedy")
+    for chunk in chunks:                       # float32 mono in [-1, 1] at stream.sample_rate, any length
+        update = stream.accept_audio(chunk)
+        show(update.partial); keep(update.finals)
+    keep(stream.finish().finals)
+
+Endpointing: Silero VAD scores each 32 ms window of the stream; an utterance starts at the first speech
+window (with a little context before it) and ends after `endpoint_silence_seconds` of non-speech, or is cut
+at its quietest moment once it reaches `max_utterance_seconds`. Silence between utterances costs only the VAD
+and keeps nothing but a fraction of a second of context, so a stream can run for hours.
+
+What turns an utterance's audio into text depends on the model:
+- utterance mode, for models that see the whole input at once (bidirectional layers, per-utterance
+  normalisation; the bundled model): the utterance so far is re-transcribed every so often for the partial
+  (at a bounded interval that grows with its length, so the cost per second of audio stays bounded), and
+  once more, exactly as `Transcriber` does offline, for the final.
+- true streaming, for models that can (`model.can_stream`: unidirectional DeepSpeech2 with lookahead, and
+  causal features: running or global normalisation): features, model and decoder all run incrementally on
+  each new piece of audio, so each piece costs the same however long the utterance is; the partial is the
+  decoder's best hypothesis so far.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from deepspeech_pytorch.configs import DecoderConfig
+from deepspeech_pytorch.decoders import Decoder, Hypothesis, WordTiming, build_decoder
+from deepspeech_pytorch.inference import ENERGY_FRAME_SECONDS, LoadedModel, Transcriber, Transcription
+from deepspeech_pytorch.vad import CONTEXT as VAD_CONTEXT
+from deepspeech_pytorch.vad import STATE_SIZE as VAD_STATE_SIZE
+from deepspeech_pytorch.vad import VAD_SAMPLE_RATE, VadConfig, model_files
+from deepspeech_pytorch.vad import WINDOW as VAD_WINDOW
+
+logger = logging.getLogger(__name__)
+
+VAD_WINDOW_SECONDS = 0.032  # Silero scores 512 samples at 16 kHz (256 at 8 kHz)
+VAD_HYSTERESIS = 0.15  # a window is non-speech below threshold - this (Silero's own streaming rule)
+PRE_ROLL_SECONDS = 0.2  # audio kept before the first speech window (VadConfig.pad_seconds offline)
+TRAIL_SECONDS = 0.2  # audio kept after the last speech window in utterance mode's final
+PARTIAL_INTERVAL_SECONDS = 0.3  # new audio between two partials, at least
+PARTIAL_COST_FRACTION = 0.1  # utterance mode: a partial re-decodes the utterance at most every this x its length
+QUIET_CUT_SECONDS = 3.0  # an utterance at max_utterance_seconds is cut at the quietest 10 ms of its last seconds
+
+
+@dataclass
+class StreamUpdate:
+    """What one `accept_audio` or `finish` call produced."""
+
+    partial: str = ""  # the current utterance's text so far ("" when none is under way)
+    finals: List[Transcription] = field(default_factory=list)  # utterances ended in this call, in order; word
+    # start/end are seconds in the stream's timeline (0 = its first sample)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+# ---- voice-activity detection, one state per stream -------------------------------------------------------
+
+_SESSIONS: Dict[str, Any] = {}  # ONNX Runtime sessions by model file, shared by all streams (run is thread-safe)
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _vad_session(path: str) -> Any:
+    import onnxruntime
+
+    with _SESSIONS_LOCK:
+        if path not in _SESSIONS:
+            options = onnxruntime.SessionOptions()
+            options.inter_op_num_threads = 1
+            options.intra_op_num_threads = 1  # a small model: more threads only add hand-over time
+            _SESSIONS[path] = onnxruntime.InferenceSession(path, sess_options=options,
+                                                           providers=["CPUExecutionProvider"])
+        return _SESSIONS[path]
+
+
+class StreamingVad:
+    """Silero VAD over a stream: a speech probability per 32 ms window (512 samples at 16 kHz), the model's
+    recurrent state and the last 64 samples of context carried from call to call, so a stream scored piece
+    by piece gets the probabilities of one pass (`vad.speech_probabilities`). The ONNX model runs in ONNX
+    Runtime (one session shared by all streams, each stream with its own state); without onnxruntime each
+    stream loads its own copy of the package's TorchScript model. Audio at another rate than 16 kHz is
+    resampled on the way in."""
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+        self.resampler = None
+        if sample_rate != VAD_SAMPLE_RATE:
+            import soxr
+
+            self.resampler = soxr.ResampleStream(sample_rate, VAD_SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        self.pending = np.zeros(0, np.float32)  # 16 kHz samples short of a whole window
+        self.context = np.zeros(VAD_CONTEXT, np.float32)
+        files = model_files()
+        self.session = self.torch_model = None
+        if files and importlib.util.find_spec("onnxruntime") is not None:
+            self.session = _vad_session(files[0])
+            names = {entry.name for entry in self.session.get_inputs()}
+            self.sequence = {"h", "c"} <= names
+            self.state = ([np.zeros((1, 1, VAD_STATE_SIZE), np.float32)] * 2 if self.sequence
+                          else [np.zeros((2, 1, VAD_STATE_SIZE), np.float32)])
+        else:
+            import warnings
+
+            import torch
+
+            threads = torch.get_num_threads()
+            try:
+                from silero_vad import load_silero_vad
+            except ImportError:
+                raise RuntimeError("streaming needs Silero VAD: pip install onnxruntime silero-vad") from None
+            finally:
+                torch.set_num_threads(threads)  # the package sets one thread on import
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.torch_model = load_silero_vad()
+
+    def probabilities(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
+        """samples: the stream's next samples at `sample_rate` -> the speech probability of each 32 ms window
+        they complete, shape (windows,). `last`: the end of the stream, a final short window is zero-padded."""
+        audio = samples if self.resampler is None else self.resampler.resample_chunk(samples, last=last)
+        audio = np.concatenate([self.pending, audio.astype(np.float32, copy=False)])
+        count = len(audio) // VAD_WINDOW
+        if last and len(audio) % VAD_WINDOW:
+            audio = np.concatenate([audio, np.zeros(VAD_WINDOW - len(audio) % VAD_WINDOW, np.float32)])
+            count += 1
+        self.pending = audio[count * VAD_WINDOW:].copy()
+        if count == 0:
+            return np.zeros(0, np.float32)
+        frames = audio[: count * VAD_WINDOW].reshape(count, VAD_WINDOW)
+        context = np.concatenate([self.context[None, :], frames[:-1, -VAD_CONTEXT:]])
+        self.context = frames[-1, -VAD_CONTEXT:].copy()
+        windows = np.ascontiguousarray(np.concatenate([context, frames], axis=1))
+        if self.session is not None and self.sequence:
+            scores, hidden, cell = self.session.run(["speech_probs", "hn", "cn"],
+                                                    {"input": windows, "h": self.state[0], "c": self.state[1]})
+            self.state = [hidden, cell]
+            return np.asarray(scores, np.float32).reshape(-1)
+        scores = []
+        if self.session is not None:
+            rate = np.array(VAD_SAMPLE_RATE, dtype=np.int64)
+            for window in windows:
+                output, self.state[0] = self.session.run(None, {"input": window[None, :], "state": self.state[0],
+                                                                 "sr": rate})
+                scores.append(float(np.asarray(output).reshape(-1)[0]))
+        else:
+            import torch
+
+            with torch.inference_mode():
+                for window in frames:
+                    scores.append(float(self.torch_model(torch.from_numpy(window.copy()), VAD_SAMPLE_RATE)))
+        return np.asarray(scores, np.float32)
+
+
+# ---- what turns an utterance's audio into text -------------------------------------------------------------
+
+class Recognizer:
+    """One utterance's recognition: audio in as it arrives, the best text so far, the final hypothesis.
+    Word times are seconds from the utterance's first sample."""
+
+    def accept(self, samples: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def partial(self) -> str:
+        raise NotImplementedError
+
+    def final(self, end: int) -> Hypothesis:
+        """The utterance's result for its first `end` samples (a little after its speech ends: what follows is
+        the silence the endpointer waited through, or the next utterance's start after a cut)."""
+        raise NotImplementedError
+
+
+class UtteranceRecognizer(Recognizer):
+    """For models that need the whole input: keeps the utterance's audio and re-transcribes it."""
+
+    def __init__(self, partial_transcriber: Transcriber, final_transcriber: Transcriber, interval: float,
+                 cost_fraction: float):
+        self.partials, self.finals = partial_transcriber, final_transcriber
+        self.rate = final_transcriber.sample_rate
+        self.interval, self.cost_fraction = interval, cost_fraction
+        self.pieces: List[np.ndarray] = []
+        self.length = 0
+        self.decoded_at = 0  # samples the last partial saw
+        self.text = ""
+
+    def accept(self, samples: np.ndarray) -> None:
+        if len(samples):
+            self.pieces.append(samples)
+            self.length += len(samples)
+
+    def audio(self) -> np.ndarray:
+        if len(self.pieces) > 1:
+            self.pieces = [np.concatenate(self.pieces)]
+        return self.pieces[0] if self.pieces else np.zeros(0, np.float32)
+
+    def partial(self) -> str:
+        due = max(self.interval * self.rate, self.cost_fraction * self.length)
+        if self.length - self.decoded_at >= due and self.length >= self.finals.loaded.features.n_fft:
+            self.text = self.partials.transcribe(self.audio(), word_timings=False).text
+            self.decoded_at = self.length
+        return self.text
+
+    def final(self, end: int) -> Hypothesis:
+        samples = self.audio()[:end]
+        if len(samples) < self.finals.loaded.features.n_fft:
+            return Hypothesis("", [])
+        result = self.finals.transcribe(samples, word_timings=True)
+        return Hypothesis(result.text, result.words)
+
+
+# ---- the stream ------------------------------------------------------------------------------------------
+
+_DECODERS: "OrderedDict[Tuple[int, str], Tuple[LoadedModel, Decoder]]" = OrderedDict()
+_DECODERS_LOCK = threading.Lock()
+_DECODER_CACHE_SIZE = 4
+
+
+def shared_decoder(loaded: LoadedModel, config: Union[DecoderConfig, str], seconds_per_output_frame: float) -> Decoder:
+    """The decoder a config asks for, built once per model and config and shared by all streams (a beam
+    search loads its KenLM model and lexicon, about a second; decoding with it is thread-safe)."""
+    key = (id(loaded), repr(config), seconds_per_output_frame)
+    with _DECODERS_LOCK:
+        if key in _DECODERS and _DECODERS[key][0] is loaded:
+            _DECODERS.move_to_end(key)
+            return _DECODERS[key][1]
+    decoder = build_decoder(config, loaded.alphabet, seconds_per_output_frame, loaded.model_lm)
+    with _DECODERS_LOCK:
+        _DECODERS[key] = (loaded, decoder)
+        while len(_DECODERS) > _DECODER_CACHE_SIZE:
+            _DECODERS.popitem(last=False)
+    return decoder
+
+
+def _check_seconds(name: str, value: float, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be a number of at least {minimum}")
+    return float(value)
+
+
+class StreamingTranscriber:
+    """One live stream: feed audio as it arrives (`accept_audio`), get partial and final results; `finish()`
+    at the end of the stream. Not thread-safe: one stream is fed from one thread at a time (many streams may
+    share one `LoadedModel`).
+
+    decoder: "greedy", "beam" (with the model's own LM when it ships one) or a DecoderConfig.
+    endpoint_silence_seconds: trailing non-speech that ends an utterance.
+    word_timings: whether finals carry word start/end times.
+    max_utterance_seconds: longer speech is cut at a quiet moment near this length and finalised.
+    """
+
+    def __init__(self, loaded: LoadedModel, decoder: Union[DecoderConfig, str] = "greedy", *,
+                 endpoint_silence_seconds: float = 0.8, word_timings: bool = True,
+                 max_utterance_seconds: float = 30.0, partial_interval_seconds: float = PARTIAL_INTERVAL_SECONDS,
+                 vad_threshold: float = VadConfig.threshold):
+        self.loaded = loaded
+        self.endpoint_silence = _check_seconds("endpoint_silence_seconds", endpoint_silence_seconds, 0.05)
+        self.max_utterance = _check_seconds("max_utterance_seconds", max_utterance_seconds, 2.0)
+        self.partial_interval = _check_seconds("partial_interval_seconds", partial_interval_seconds, 0.0)
+        self.word_timings = bool(word_timings)
+        self.sample_rate: int = loaded.features.sample_rate
+        self.vad = StreamingVad(self.sample_rate)
+        self.vad_threshold = _check_seconds("vad_threshold", vad_threshold, 0.0)
+        self._speaking = False  # the VAD's decision for the last window (with hysteresis)
+        self._windows = 0  # VAD windows scored so far
+        self.streaming = False  # true streaming: set up in a later step
+        frame_seconds = loaded.features.hop_length / self.sample_rate * loaded.model.time_stride
+        final_decoder = shared_decoder(loaded, decoder, frame_seconds)
+        chunk = self.max_utterance + 1.0
+        # finals: the offline pipeline (VAD inside the utterance included) on the utterance's audio, so a final
+        # is what `Transcriber.transcribe` gives for it; partials: the audio so far as it is, without VAD
+        self._final_transcriber = Transcriber(loaded, "greedy", chunk_seconds=chunk, batch_size=1, vad=True)
+        self._final_transcriber.decoder = final_decoder
+        self._partial_transcriber = Transcriber(loaded, "greedy", chunk_seconds=chunk, batch_size=1, vad=False)
+        self._partial_transcriber.decoder = final_decoder
+        # the stream
+        self._leftover = np.zeros(0, np.float32)  # samples past the last whole VAD window
+        self._position = 0  # samples of the stream consumed by the VAD so far
+        self._pre_roll = np.zeros(0, np.float32)  # the latest audio before an utterance (at most PRE_ROLL_SECONDS)
+        self._recognizer: Optional[Recognizer] = None
+        self._start = 0  # the current utterance's first sample in the stream
+        self._audio: List[np.ndarray] = []  # its audio (kept for a cut at max_utterance_seconds)
+        self._length = 0  # its samples so far
+        self._last_speech = 0  # the end of its last speech window, in samples from its start
+        self._finished = False
+
+    # -- public --
+
+    def accept_audio(self, samples: np.ndarray) -> StreamUpdate:
+        """Feed the next samples: float32 mono in [-1, 1] at `sample_rate`, shape (samples,), any length
+        (an empty array is fine). Returns the current partial and any utterances that ended."""
+        if self._finished:
+            raise ValueError("the stream is finished: start a new StreamingTranscriber")
+        samples = self._check(samples)
+        finals: List[Transcription] = []
+        self._windows_of(samples, self.vad.probabilities(samples), finals)
+        partial = self._recognizer.partial() if self._recognizer is not None else ""
+        return StreamUpdate(partial, finals)
+
+    def finish(self) -> StreamUpdate:
+        """End of the stream: the final result of the utterance under way, if any (audio short of a VAD window
+        belongs to it). After this the stream takes no more audio."""
+        if self._finished:
+            return StreamUpdate()
+        self._finished = True
+        finals: List[Transcription] = []
+        empty = np.zeros(0, np.float32)
+        self._windows_of(empty, self.vad.probabilities(empty, last=True), finals)
+        if self._recognizer is not None:
+            self._add(self._leftover)
+            self._position += len(self._leftover)
+            self._last_speech = self._length
+            self._finalise(self._length, finals)
+        self._leftover = empty
+        return StreamUpdate("", finals)
+
+    @property
+    def seconds(self) -> float:
+        """Stream time consumed so far (seconds)."""
+        return self._position / self.sample_rate
+
+    @property
+    def buffered_samples(self) -> int:
+        """Samples held by this stream: the utterance under way, the context before it, a partial window."""
+        return self._length + len(self._pre_roll) + len(self._leftover)
+
+    # -- inside --
+
+    def _check(self, samples: np.ndarray) -> np.ndarray:
+        samples = np.asarray(samples)
+        if samples.ndim != 1:
+            raise ValueError(f"accept_audio takes mono samples of shape (samples,), not {samples.shape}")
+        if samples.dtype.kind != "f":
+            raise ValueError(f"accept_audio takes float samples in [-1, 1], not {samples.dtype} "
+                             "(16-bit PCM: samples.astype(np.float32) / 32768)")
+        samples = samples.astype(np.float32, copy=False)
+        if not np.all(np.isfinite(samples)):
+            raise ValueError("accept_audio: the samples contain NaN or infinite values")
+        return samples
+
+    def _new_recognizer(self) -> Recognizer:
+        return UtteranceRecognizer(self._partial_transcriber, self._final_transcriber, self.partial_interval,
+                                   PARTIAL_COST_FRACTION)
+
+    def _add(self, samples: np.ndarray) -> None:
+        if len(samples):
+            self._audio.append(samples)
+            self._length += len(samples)
+            self._recognizer.accept(samples)
+
+    def _windows_of(self, samples: np.ndarray, probabilities: np.ndarray, finals: List[Transcription]) -> None:
+        """Hand the stream's audio on, one scored VAD window at a time."""
+        audio = np.concatenate([self._leftover, samples]) if len(self._leftover) else samples
+        used = 0
+        for probability in probabilities:
+            self._windows += 1
+            end = min(len(audio), int(round(self._windows * VAD_WINDOW * self.sample_rate / VAD_SAMPLE_RATE))
+                      - self._position + used)
+            if probability >= self.vad_threshold:
+                self._speaking = True
+            elif probability < self.vad_threshold - VAD_HYSTERESIS:
+                self._speaking = False
+            self._step(audio[used:end], self._speaking, finals)
+            used = max(used, end)
+        self._leftover = audio[used:].copy()
+
+    def _step(self, window: np.ndarray, speech: bool, finals: List[Transcription]) -> None:
+        """One VAD window of the stream."""
+        self._position += len(window)
+        if self._recognizer is None:
+            if not speech:
+                keep = int(PRE_ROLL_SECONDS * self.sample_rate)
+                self._pre_roll = np.concatenate([self._pre_roll, window])[-keep:]
+                return
+            self._begin(self._position - len(window) - len(self._pre_roll), self._pre_roll)
+            self._pre_roll = np.zeros(0, np.float32)
+        self._add(window)
+        if speech:
+            self._last_speech = self._length
+        elif self._length - self._last_speech >= self.endpoint_silence * self.sample_rate:
+            end = min(self._length, self._last_speech + int(TRAIL_SECONDS * self.sample_rate))
+            self._finalise(end, finals)
+            return
+        if self._length >= self.max_utterance * self.sample_rate:
+            self._cut(finals)
+
+    def _begin(self, start: int, context: np.ndarray) -> None:
+        self._recognizer = self._new_recognizer()
+        self._start = start
+        self._audio, self._length, self._last_speech = [], 0, 0
+        self._add(context)
+
+    def _finalise(self, end: int, finals: List[Transcription]) -> None:
+        """End the utterance under way at `end` samples from its start; what follows it is kept as context."""
+        hypothesis = self._recognizer.final(end)
+        offset = self._start / self.sample_rate
+        duration = end / self.sample_rate
+        if hypothesis.text:
+            words = [WordTiming(w.word, offset + min(w.start, duration), offset + min(w.end, duration))
+                     for w in hypothesis.words] if self.word_timings else []
+            finals.append(Transcription(hypothesis.text, words, duration))
+        audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
+        keep = int(PRE_ROLL_SECONDS * self.sample_rate)
+        self._pre_roll = audio[max(end, len(audio) - keep):].copy()
+        self._recognizer, self._audio, self._length = None, [], 0
+
+    def _cut(self, finals: List[Transcription]) -> None:
+        """The utterance reached max_utterance_seconds: finalise it up to its quietest 10 ms among the last
+        few seconds, and go on with the rest as a new utterance."""
+        audio = np.concatenate(self._audio)
+        frame = max(1, int(ENERGY_FRAME_SECONDS * self.sample_rate))
+        search = int(min(QUIET_CUT_SECONDS, self.max_utterance / 2) * self.sample_rate)
+        start = max(frame, len(audio) - search)
+        usable = (len(audio) - start) // frame * frame
+        energy = np.square(audio[start: start + usable]).reshape(-1, frame).mean(axis=1)
+        cut = start + int(np.argmin(energy)) * frame + frame // 2
+        last_speech = self._last_speech
+        utterance_start = self._start
+        self._finalise(cut, finals)
+        self._begin(utterance_start + cut, audio[cut:])
+        self._last_speech = max(0, last_speech - cut)
+        self._pre_roll = np.zeros(0, np.float32)
