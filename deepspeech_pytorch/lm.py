@@ -126,10 +126,15 @@ def write_corpus(paths: Sequence[str], output_path: str, alphabet: Alphabet, uni
     return corpus
 
 
-def vocabulary(counts: Counter, max_words: Optional[int] = None) -> List[str]:
-    """Words by falling frequency (ties alphabetical), the max_words most frequent when given."""
+def vocabulary(counts: Counter, max_words: Optional[int] = None, keep: Iterable[str] = ()) -> List[str]:
+    """Words by falling frequency (ties alphabetical), the max_words most frequent when given, followed by
+    the words of `keep` that the corpus has but the limit left out (e.g. every word of the training transcripts)."""
     words = sorted(counts, key=lambda word: (-counts[word], word))
-    return words[:max_words] if max_words else words
+    if not max_words:
+        return words
+    chosen = words[:max_words]
+    keep = set(keep) - set(chosen)
+    return chosen + [word for word in words[max_words:] if word in keep]
 
 
 def write_lexicon(words: Iterable[str], path: str) -> int:
@@ -266,14 +271,15 @@ def build_language_model(text_paths: Sequence[str], output_dir: str, order: Opti
                          prune: Sequence[int] = (), max_words: Optional[int] = None, binary: bool = True,
                          binary_type: str = "probing", alphabet: Optional[Alphabet] = None, memory: str = "1G",
                          dev_paths: Sequence[str] = (), name: str = "lm",
-                         quantize_bits: Optional[int] = None) -> LanguageModel:
+                         quantize_bits: Optional[int] = None, keep_words: Iterable[str] = ()) -> LanguageModel:
     """Text files -> {name}.corpus.txt -> {name}.arpa -> {name}.bin, plus {name}.lexicon.txt and {name}.json.
 
     unit "word" (for lexicon search) or "char" (for lexicon-free search); order 2..6 (default 4 for
     words, 6 for characters); prune: lmplz
     count thresholds per order (e.g. [0, 0, 1] drops singleton trigrams); max_words keeps the most
     frequent words in the LM and lexicon; memory: lmplz's sort memory (e.g. "1G", "20%");
-    quantize_bits: bits per probability in a trie binary (e.g. 8), None to store them whole.
+    quantize_bits: bits per probability in a trie binary (e.g. 8), None to store them whole; keep_words:
+    words kept in the LM and lexicon beyond max_words when the corpus has them (the training transcripts' words).
     """
     started = time.monotonic()
     if unit not in UNITS:
@@ -297,7 +303,7 @@ def build_language_model(text_paths: Sequence[str], output_dir: str, order: Opti
         find_kenlm_binary("build_binary")
 
     corpus = write_corpus(text_paths, corpus_path, alphabet, unit)
-    words = vocabulary(corpus.counts, max_words)
+    words = vocabulary(corpus.counts, max_words, keep_words)
     logger.info("%d sentences, %d words, %d distinct (%d sentences skipped: characters outside the alphabet)",
                 corpus.sentences, corpus.words, len(corpus.counts), corpus.skipped)
     write_lexicon(words, lexicon_path)
