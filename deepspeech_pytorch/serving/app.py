@@ -30,6 +30,7 @@ from deepspeech_pytorch.serving.schemas import (NOT_READY, TRANSCRIBE_ERRORS, Ap
                                                 ReadyResponse, TranscriptionResponse, Word)
 from deepspeech_pytorch.decoders import decoder_choices
 from deepspeech_pytorch.serving.service import TranscriptionService, check_settings
+from deepspeech_pytorch.serving.streaming import STREAMING_DESCRIPTION, StreamingEndpoint
 from deepspeech_pytorch.serving.uploads import FORMATS, UPLOAD_FIELD, Part, decode_upload, pick_upload, read_form
 
 logger = logging.getLogger(__name__)
@@ -176,7 +177,8 @@ def build_router(settings: ServerConfig, model_has_lm: bool = False) -> APIRoute
     @router.get("/metrics", response_class=PrometheusResponse,
                 summary="Prometheus metrics: requests, errors, latency, audio seconds, batch sizes")
     async def metrics(request: Request) -> PrometheusResponse:
-        return PrometheusResponse(request.app.state.metrics.render())
+        streaming = getattr(request.app.state, "streaming", None)  # the websocket's part (serving/streaming.py)
+        return PrometheusResponse(request.app.state.metrics.render() + (streaming.render_metrics() if streaming else ""))
 
     return router
 
@@ -261,6 +263,7 @@ def create_app(settings: ServerConfig, model: Optional[LoadedModel] = None) -> F
     metrics = Metrics()
     # Given a model, the decoders are built here, so a setting they refuse stops run_server before the port opens.
     prepared = TranscriptionService(settings, model, metrics) if model is not None else None
+    streaming = StreamingEndpoint(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -269,16 +272,19 @@ def create_app(settings: ServerConfig, model: Optional[LoadedModel] = None) -> F
             loaded = await asyncio.to_thread(load_model, settings.model_path, resolve_device(settings.device))
             service = TranscriptionService(settings, loaded, metrics)
         await service.start()
+        offered = decoder_choices(settings.decoder, service.loaded.language_model is not None)
+        await streaming.start(service.loaded, {name: offered[name] for name in service.decoders})
         app.state.service = service
         try:
             yield
         finally:
             app.state.service = None  # /ready and /transcribe answer 503 from here on
+            await streaming.stop()
             await service.stop()
 
     app = FastAPI(title="deepspeech-pytorch transcription server", version=_version(), lifespan=lifespan,
                   description=f"DeepSpeech2 speech recognition over HTTP. Upload {FORMATS} audio to "
-                              "POST /transcribe; errors are JSON `{code, detail}`.")
+                              "POST /transcribe; errors are JSON `{code, detail}`." + STREAMING_DESCRIPTION)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = None
@@ -288,6 +294,8 @@ def create_app(settings: ServerConfig, model: Optional[LoadedModel] = None) -> F
         model_has_lm = ships_language_model(settings.model_path or default_model_path())
     router = build_router(settings, model_has_lm)
     app.include_router(router)
+    app.include_router(streaming.router)  # GET /ws/transcribe and the page at /
+    app.state.streaming = streaming
     _install_error_handlers(app, metrics)
     paths = {route.path for route in router.routes} | {app.openapi_url, app.docs_url, app.redoc_url}
     app.add_middleware(RequestMetrics, metrics=metrics, paths={path for path in paths if path})
