@@ -66,11 +66,13 @@ def segment_words(words: Sequence[TimedWord], max_pause: float = MAX_PAUSE_SECON
         _check_limit(name, value)
     ordered = sorted((w for w in words if w.word.strip()), key=lambda w: (w.start, w.end))
     phrases: List[List[TimedWord]] = []
+    heard_until = 0.0  # the latest end of a word so far
     for word in ordered:
-        if phrases and word.start - phrases[-1][-1].end < max_pause:
+        if phrases and word.start - heard_until < max_pause:
             phrases[-1].append(word)
         else:
             phrases.append([word])
+        heard_until = max(heard_until, word.end)
     segments: List[Segment] = []
     for phrase in phrases:
         segments.extend(_segment(piece) for piece in _fit(phrase, max_seconds, max_chars))

@@ -65,6 +65,9 @@ def test_a_pause_at_the_threshold_starts_a_new_segment_a_shorter_one_does_not():
 def test_words_out_of_order_and_blank_words_are_handled():
     words = [W("b", 1.0, 1.2), W(" ", 0.5, 0.6), W("a", 0.0, 0.2)]
     assert [s.text for s in segment_words(words, max_pause=0.5)] == ["a", "b"]
+    # a pause is measured from the latest end heard so far, not from the previous word's end
+    overlapping = [W("long", 0.0, 2.0), W("a", 0.5, 0.6), W("b", 1.5, 1.7), W("c", 2.6, 2.7)]
+    assert [(s.text, s.end) for s in segment_words(overlapping, max_pause=0.5)] == [("long a b", 2.0), ("c", 2.7)]
 
 
 def test_too_many_characters_are_cut_evenly_not_leaving_a_lonely_word():
@@ -153,6 +156,12 @@ def test_written_subtitles_parse_back_with_ffmpeg(tmp_path, output_format):
     assert cues[-1][0] == 70.25  # past a minute
 
 
+def test_the_module_imports_no_torch():
+    probe = "import sys, deepspeech_pytorch.subtitles; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          cwd=ROOT).stdout.strip() == "False"
+
+
 # ---- output files -----------------------------------------------------------------------------------
 
 def test_output_paths_name_each_input_and_refuse_clashes(tmp_path):
@@ -179,11 +188,9 @@ def run_transcribe(*args, cwd):
                           capture_output=True, text=True, timeout=300, env=env)
 
 
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory):
-    """Two bundled samples with 1.5 s of silence between them (the pause), and a third sample alone;
-    with their reference texts."""
-    folder = tmp_path_factory.mktemp("subtitle_speech")
+def write_paused_speech(folder):
+    """Two bundled samples with 1.5 s of silence between them (the pause) as paused.wav and a third
+    sample alone as alone.wav, in `folder`: (the pause's start and end seconds, reference texts by name)."""
     with open(os.path.join(SAMPLES, "samples.jsonl")) as handle:
         texts = {e["audio_filepath"]: e["text"] for e in map(json.loads, handle)}
     first, second = (load_audio(os.path.join(SAMPLES, name)) for name in ("sample2.wav", "sample4.wav"))
@@ -191,7 +198,13 @@ def speech(tmp_path_factory):
     write_audio(str(folder / "paused.wav"), paused)
     write_audio(str(folder / "alone.wav"), load_audio(os.path.join(SAMPLES, "sample3.wav")))
     pause = (len(first) / 16000, len(first) / 16000 + 1.5)
-    return folder, pause, {"paused": [texts["sample2.wav"], texts["sample4.wav"]], "alone": [texts["sample3.wav"]]}
+    return pause, {"paused": [texts["sample2.wav"], texts["sample4.wav"]], "alone": [texts["sample3.wav"]]}
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("subtitle_speech")
+    return (folder, *write_paused_speech(folder))
 
 
 def test_cli_writes_srt_per_file_cut_at_the_pause_and_matching_the_json(speech):

@@ -1,6 +1,7 @@
 """The HTTP layer: `create_app(settings)` builds the FastAPI app, `run_server(settings, model)` serves it with uvicorn.
 
-Routes: POST /transcribe, GET /health (alive), GET /ready (model loaded), GET /metrics (Prometheus).
+Routes: POST /transcribe, GET /health (alive), GET /ready (model loaded), GET /metrics (Prometheus);
+POST /v1/audio/transcriptions, OpenAI's API with OpenAI's error shape (serving/openai_api.py).
 Every error is an ErrorResponse `{"code", "detail"}` with the status the OpenAPI page documents.
 """
 
@@ -29,9 +30,11 @@ from deepspeech_pytorch.serving.metrics import Metrics
 from deepspeech_pytorch.serving.schemas import (NOT_READY, TRANSCRIBE_ERRORS, ApiError, ErrorResponse, HealthResponse,
                                                 ReadyResponse, TranscriptionResponse, Word)
 from deepspeech_pytorch.decoders import decoder_choices
+from deepspeech_pytorch.serving.openai_api import build_openai_router
+from deepspeech_pytorch.serving.pipeline import transcribe_request
 from deepspeech_pytorch.serving.service import TranscriptionService, check_settings
 from deepspeech_pytorch.serving.streaming import STREAMING_DESCRIPTION, StreamingEndpoint
-from deepspeech_pytorch.serving.uploads import FORMATS, UPLOAD_FIELD, Part, decode_upload, pick_upload, read_form
+from deepspeech_pytorch.serving.uploads import FORMATS, UPLOAD_FIELD, Part
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,20 @@ def _form_option(parts: List[Part], name: str) -> Optional[str]:
     if len(values) > 1:
         raise ApiError(422, "invalid_parameter", f"the form field {name!r} is given {len(values)} times")
     return values[0] if values else None
+
+
+OPTION_NAMES = ("word_timings", "decoder")  # what POST /transcribe takes besides the file
+
+
+def _refuse_unknown(query_names: List[str], parts: List[Part]) -> None:
+    """422 for a query parameter or form field POST /transcribe does not take (a typo, or `vad=false`), which
+    would otherwise be silently ignored."""
+    for where, names in (("query parameter", query_names),
+                         ("form field", [part.name for part in parts if part.name != UPLOAD_FIELD])):
+        unknown = sorted(set(names) - set(OPTION_NAMES))
+        if unknown:
+            raise ApiError(422, "invalid_parameter", f"unknown {where} {unknown[0][:40]!r}; this endpoint takes "
+                                                     f"{UPLOAD_FIELD} and {', '.join(OPTION_NAMES)}")
 
 
 def _options(parts: List[Part], word_timings: Optional[bool], decoder: Optional[str],
@@ -140,24 +157,13 @@ def build_router(settings: ServerConfig, model_has_lm: bool = False) -> APIRoute
         decoder: Annotated[Optional[DecoderName], Query(description=f"default: {settings.decoder.type}; beam is "
                                                                     "offered only by servers with a language model")] = None,
     ) -> TranscriptionResponse:
-        with service.admit():
-            parts = await read_form({k.lower(): v for k, v in request.headers.items()}, request.stream(),
-                                    settings.max_upload_bytes)
-            upload = pick_upload(parts)
+        def read_options(parts: List[Part]):
+            _refuse_unknown(list(request.query_params.keys()), parts)
             options = _options(parts, word_timings, decoder, service.decoders)
-            received = time.perf_counter()
-            timeout = settings.request_timeout_seconds
-            try:
-                samples = await asyncio.wait_for(asyncio.to_thread(decode_upload, upload, service.sample_rate,
-                                                                   settings.max_audio_seconds), timeout)
-            except asyncio.TimeoutError:
-                raise ApiError(504, "timeout", f"decoding the upload took longer than request_timeout_seconds="
-                                               f"{timeout:g}") from None
-            del parts, upload  # the samples are all that is needed from here on
-            remaining = timeout - (time.perf_counter() - received)
-            result = await service.transcribe(samples, options["decoder"], max(remaining, 0.0))
-        service.metrics.audio_seconds.inc(result.duration)
-        service.metrics.transcriptions.inc()
+            return options["decoder"], options
+
+        # the one path of an upload (serving/pipeline.py), shared with POST /v1/audio/transcriptions
+        result, options, received = await transcribe_request(request, service, settings, read_options)
         words = [Word(word=w.word, start=round(w.start, 3), end=round(w.end, 3)) for w in result.words]
         return TranscriptionResponse(transcript=result.text, words=words if options["word_timings"] else [],
                                      duration=round(result.duration, 3),
@@ -295,9 +301,12 @@ def create_app(settings: ServerConfig, model: Optional[LoadedModel] = None) -> F
     router = build_router(settings, model_has_lm)
     app.include_router(router)
     app.include_router(streaming.router)  # GET /ws/transcribe and the page at /
+    openai_router = build_openai_router(settings, model_has_lm)  # POST /v1/audio/transcriptions
+    app.include_router(openai_router)
     app.state.streaming = streaming
     _install_error_handlers(app, metrics)
-    paths = {route.path for route in router.routes} | {app.openapi_url, app.docs_url, app.redoc_url}
+    paths = {route.path for route in router.routes + openai_router.routes} | {app.openapi_url, app.docs_url,
+                                                                              app.redoc_url}
     app.add_middleware(RequestMetrics, metrics=metrics, paths={path for path in paths if path})
     return app
 
