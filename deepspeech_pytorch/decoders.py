@@ -19,14 +19,17 @@ import copy
 import math
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
-import torch
-from torch import Tensor
+import numpy as np
 
 from deepspeech_pytorch.configs import DecoderConfig, LanguageModelConfig
 from deepspeech_pytorch.labels import Alphabet
 
+if TYPE_CHECKING:  # decoding needs no torch: tensors and numpy arrays alike are read as numpy
+    from torch import Tensor
+
+Array = Union[np.ndarray, "Tensor"]
 WORD_SEPARATOR = "|"  # the alphabet's space as flashlight, lexicons and character LMs spell it
 MAX_LM_ORDER = 6  # the KenLM inside flashlight-text reads n-gram models up to this order
 LOG10_TO_LN = math.log(10.0)  # KenLM scores are log10; acoustic scores are natural logs
@@ -53,6 +56,20 @@ class DecoderError(ValueError):
     """A decoder that cannot be built as configured: a missing package, LM or lexicon file."""
 
 
+def as_numpy(log_probs: Array) -> np.ndarray:
+    """Log-probabilities (a torch tensor on any device and of any float type, or an array) as float32 numpy."""
+    if hasattr(log_probs, "detach"):  # a torch tensor, read without importing torch here
+        log_probs = log_probs.detach().cpu().float().numpy()
+    return np.asarray(log_probs, dtype=np.float32)
+
+
+def as_lengths(lengths: Array) -> np.ndarray:
+    """Valid frames per utterance (a tensor or array of shape (batch,)) as int64 numpy."""
+    if hasattr(lengths, "detach"):
+        lengths = lengths.detach().cpu().numpy()
+    return np.asarray(lengths, dtype=np.int64).reshape(-1)
+
+
 def words_from_frames(labels: Sequence[int], starts: Sequence[int], ends: Sequence[int], alphabet: Alphabet,
                       seconds_per_frame: float) -> List[WordTiming]:
     """Group emitted labels into words; a word spans its first character's first frame to its
@@ -76,22 +93,17 @@ def words_from_frames(labels: Sequence[int], starts: Sequence[int], ends: Sequen
     return words
 
 
-def collapse_path(path: Sequence[int], blank: int = 0) -> Tuple[List[int], List[int], List[int]]:
+def collapse_path(path: Union[Sequence[int], np.ndarray], blank: int = 0) -> Tuple[List[int], List[int], List[int]]:
     """CTC collapse of a per-frame label path (merge repeats, drop blanks): the emitted labels with
-    each one's first and last frame (inclusive)."""
-    labels: List[int] = []
-    starts: List[int] = []
-    ends: List[int] = []
-    previous = blank
-    for frame, label in enumerate(path):
-        if label != blank and label == previous:
-            ends[-1] = frame
-        elif label != blank:
-            labels.append(label)
-            starts.append(frame)
-            ends.append(frame)
-        previous = label
-    return labels, starts, ends
+    each one's first and last frame (inclusive). Vectorised: runs of one label are found at once."""
+    path = np.asarray(path, dtype=np.int64).reshape(-1)
+    if path.size == 0:
+        return [], [], []
+    changes = np.flatnonzero(path[1:] != path[:-1]) + 1
+    run_starts = np.concatenate(([0], changes))
+    run_ends = np.concatenate((changes - 1, [path.size - 1]))
+    keep = path[run_starts] != blank
+    return path[run_starts][keep].tolist(), run_starts[keep].tolist(), run_ends[keep].tolist()
 
 
 class GreedyDecoder:
@@ -101,19 +113,21 @@ class GreedyDecoder:
         self.alphabet = alphabet
         self.seconds_per_frame = seconds_per_frame
 
-    def decode(self, log_probs: Tensor, lengths: Tensor) -> List[Hypothesis]:
-        """log_probs: (batch, time, classes); lengths: (batch,) valid output frames."""
-        scores, best = log_probs.max(dim=-1)
+    def decode(self, log_probs: Array, lengths: Array) -> List[Hypothesis]:
+        """log_probs: (batch, time, classes), a tensor or numpy array; lengths: (batch,) valid output frames."""
+        log_probs, lengths = as_numpy(log_probs), as_lengths(lengths)
+        best = log_probs.argmax(axis=-1)  # the first of equal maxima, as torch.max
+        scores = np.take_along_axis(log_probs, best[..., None], axis=-1)[..., 0]
         hypotheses = []
         for row in range(best.shape[0]):
             length = int(lengths[row])
-            labels, starts, ends = collapse_path(best[row, :length].tolist())
+            labels, starts, ends = collapse_path(best[row, :length])
             text = " ".join(self.alphabet.decode(labels).split())
             words = words_from_frames(labels, starts, ends, self.alphabet, self.seconds_per_frame)
             hypotheses.append(Hypothesis(text, words, float(scores[row, :length].sum())))
         return hypotheses
 
-    def decode_n_best(self, log_probs: Tensor, lengths: Tensor) -> List[List[Hypothesis]]:
+    def decode_n_best(self, log_probs: Array, lengths: Array) -> List[List[Hypothesis]]:
         """BeamSearchDecoder's interface: alternatives per utterance, here just the one best path."""
         return [[hypothesis] for hypothesis in self.decode(log_probs, lengths)]
 
@@ -278,32 +292,32 @@ class BeamSearchDecoder:
             sil_score=0.0, log_add=True, criterion_type=fl.CriterionType.CTC)
         return fl.LexiconDecoder(options, self.trie, lm, self.space, 0, self._unknown, [], self.token_lm)
 
-    def decode(self, log_probs: Tensor, lengths: Tensor) -> List[Hypothesis]:
+    def decode(self, log_probs: Array, lengths: Array) -> List[Hypothesis]:
         """log_probs: (batch, time, classes); lengths: (batch,) valid output frames. The best per utterance."""
         return [alternatives[0] for alternatives in self.decode_n_best(log_probs, lengths)]
 
-    def decode_n_best(self, log_probs: Tensor, lengths: Tensor) -> List[List[Hypothesis]]:
+    def decode_n_best(self, log_probs: Array, lengths: Array) -> List[List[Hypothesis]]:
         """Up to n_best distinct transcripts per utterance, best first."""
-        if log_probs.dim() != 3 or log_probs.shape[-1] != len(self.alphabet):
+        log_probs, lengths = as_numpy(log_probs), as_lengths(lengths)
+        if log_probs.ndim != 3 or log_probs.shape[-1] != len(self.alphabet):
             raise ValueError(f"expected log-probabilities (batch, time, {len(self.alphabet)}), "
                              f"got {tuple(log_probs.shape)}")
-        log_probs = log_probs.detach().to("cpu", torch.float32)
         return [self.decode_one(log_probs[row, : int(lengths[row])]) for row in range(log_probs.shape[0])]
 
-    def decode_one(self, log_probs: Tensor) -> List[Hypothesis]:
-        """One utterance: log_probs (time, classes)."""
-        frames = log_probs.shape[0]
+    def decode_one(self, log_probs: Array) -> List[Hypothesis]:
+        """One utterance: log_probs (time, classes), a tensor or numpy array."""
+        emissions = as_numpy(log_probs)
+        frames = emissions.shape[0]
         if frames == 0:
             return [Hypothesis("", [], 0.0)]
-        emissions = log_probs.to(torch.float32)
         if self.trie is not None:
             # A lexicon word ends on '|', and a CTC model emits no space after the last word: one
             # extra frame that can only be '|' lets the last word end there. It costs nothing.
-            closing = torch.full((1, emissions.shape[1]), _FORBIDDEN)
+            closing = np.full((1, emissions.shape[1]), _FORBIDDEN, dtype=np.float32)
             closing[0, self.space] = 0.0
-            emissions = torch.cat([emissions, closing])
-        emissions = emissions.contiguous()
-        results = self._search().decode(emissions.data_ptr(), emissions.shape[0], emissions.shape[1])
+            emissions = np.concatenate([emissions, closing])
+        emissions = np.ascontiguousarray(emissions, dtype=np.float32)  # flashlight reads the raw float buffer
+        results = self._search().decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
         alternatives: List[Hypothesis] = []
         seen = set()
         for result in results:
@@ -336,9 +350,9 @@ class Decoder(Protocol):
     """What every decoder offers: log-probabilities (batch, time, classes) and valid lengths (batch,) in,
     one hypothesis per utterance (or the n best) out, with word times in seconds from the first frame."""
 
-    def decode(self, log_probs: Tensor, lengths: Tensor) -> List[Hypothesis]: ...
+    def decode(self, log_probs: Array, lengths: Array) -> List[Hypothesis]: ...
 
-    def decode_n_best(self, log_probs: Tensor, lengths: Tensor) -> List[List[Hypothesis]]: ...
+    def decode_n_best(self, log_probs: Array, lengths: Array) -> List[List[Hypothesis]]: ...
 
 
 @dataclass(frozen=True)

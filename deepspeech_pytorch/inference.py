@@ -1,5 +1,11 @@
 """The one transcription API: `load_model()` and `Transcriber`, used by transcribe.py, test.py,
-training-time validation and the server alike, so there is a single audio -> text pipeline."""
+training-time validation and the server alike, so there is a single audio -> text pipeline.
+
+Two backends run the acoustic model: torch (a checkpoint, `.pt`) and onnxruntime (a model exported by
+export.py, `.onnx`: fp32 or int8). Everything around the model is shared: the audio, the voice-activity
+detection, the same features (numpy twins of features.py for onnxruntime), the same decoders. The
+onnxruntime path never imports torch, so a deployment can leave PyTorch out.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +16,24 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import Tensor
 
 from deepspeech_pytorch.audio import AudioSource, to_waveform
-from deepspeech_pytorch.checkpoint import CheckpointError, build_model, load_checkpoint
-from deepspeech_pytorch.configs import CHUNK_SECONDS, DecoderConfig, FeatureConfig, LanguageModelConfig
-from deepspeech_pytorch.decoders import Hypothesis, ModelLanguageModel, WordTiming, build_decoder, move_word_times
-from deepspeech_pytorch.features import FeatureExtractor, seconds_per_frame
+from deepspeech_pytorch.configs import BACKENDS, CHUNK_SECONDS, DecoderConfig, FeatureConfig, LanguageModelConfig
+from deepspeech_pytorch.decoders import (Hypothesis, ModelLanguageModel, WordTiming, as_lengths, as_numpy,
+                                         build_decoder, move_word_times)
 from deepspeech_pytorch.labels import Alphabet
-from deepspeech_pytorch.models import AcousticModel
+from deepspeech_pytorch.numpy_features import seconds_per_frame
+from deepspeech_pytorch.onnx_backend import ModelFileError, is_onnx
 from deepspeech_pytorch.vad import VadConfig, speech_segments
+
+if TYPE_CHECKING:  # torch is imported where the torch backend runs, never on the onnxruntime path
+    import torch
+
+    from deepspeech_pytorch.models import AcousticModel
+    from deepspeech_pytorch.onnx_backend import OnnxAcousticModel
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +41,10 @@ QUIET_SEARCH_SECONDS = 3.0  # how far back from a chunk's end to look for a quie
 ENERGY_FRAME_SECONDS = 0.01
 
 
-def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+def resolve_device(device: Union[str, "torch.device", None] = "auto") -> "torch.device":
+    """The torch device a setting names: auto is CUDA when available, else the CPU."""
+    import torch
+
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
@@ -40,13 +55,14 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
 
 @dataclass
 class LoadedModel:
-    model: AcousticModel
+    model: Union["AcousticModel", "OnnxAcousticModel"]  # the torch module, or the ONNX Runtime session's wrapper
     alphabet: Alphabet
     features: FeatureConfig
     name: str
     path: Optional[str] = None
     language_model: Optional[LanguageModelConfig] = None  # the LM shipped beside the checkpoint, if any
     lm_beam_size: Optional[int] = None  # the beam its alpha/beta were tuned with, if the settings say
+    backend: str = "torch"  # torch | onnxruntime: what runs `model`
 
     @property
     def model_lm(self) -> Optional[ModelLanguageModel]:
@@ -56,7 +72,7 @@ class LoadedModel:
     def info(self) -> Dict[str, Any]:
         described = self.model.describe()
         return {"name": self.name, "architecture": described["summary"], "parameters": described["parameters"],
-                "sample_rate": self.features.sample_rate, "path": self.path}
+                "sample_rate": self.features.sample_rate, "path": self.path, "backend": self.backend}
 
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")
@@ -68,14 +84,33 @@ def default_model_path() -> str:
     return os.path.join(PRETRAINED_DIR, "default.pt")
 
 
+def lm_settings_path(model_path: str) -> Optional[str]:
+    """The LM settings file shipped beside a model, or None: `<stem>.lm.json`; for a twin such as
+    `model.int8.onnx` also the settings of the model it came from (`model.lm.json`)."""
+    stem = os.path.splitext(model_path)[0]
+    candidates = [stem + LM_SETTINGS_SUFFIX]
+    if os.path.splitext(stem)[1]:
+        candidates.append(os.path.splitext(stem)[0] + LM_SETTINGS_SUFFIX)
+    return next((path for path in candidates if os.path.isfile(path)), None)
+
+
 def ships_language_model(checkpoint_path: str) -> bool:
-    return os.path.isfile(os.path.splitext(checkpoint_path)[0] + LM_SETTINGS_SUFFIX)
+    return lm_settings_path(checkpoint_path) is not None
 
 
-def _inside(folder: str, name: str, settings_path: str) -> str:
+def _model_error(model_path: str) -> type:
+    """The error for a model's files: ModelFileError for an exported model (no torch), else CheckpointError."""
+    if is_onnx(model_path):
+        return ModelFileError
+    from deepspeech_pytorch.checkpoint import CheckpointError
+
+    return CheckpointError
+
+
+def _inside(folder: str, name: str, settings_path: str, error: type) -> str:
     """A file named by LM settings: a plain name in the model's folder, never a path elsewhere."""
     if not isinstance(name, str) or not name or os.path.basename(name) != name or name in (".", ".."):
-        raise CheckpointError(f"{settings_path}: {name!r} must be a file name in the model's folder")
+        raise error(f"{settings_path}: {name!r} must be a file name in the model's folder")
     return os.path.join(folder, name)
 
 
@@ -89,38 +124,85 @@ def check_beam_size(value: Any) -> int:
 def read_lm_settings(checkpoint_path: str) -> Tuple[Optional[LanguageModelConfig], Optional[int]]:
     """The language model shipped beside a checkpoint (`<stem>.lm.json`, paths relative to it) and the
     beam size it was tuned with (optional in the file); (None, None) when there is none."""
-    if not ships_language_model(checkpoint_path):
+    settings_path = lm_settings_path(checkpoint_path)
+    if settings_path is None:
         return None, None
-    settings_path = os.path.splitext(checkpoint_path)[0] + LM_SETTINGS_SUFFIX
+    error_class = _model_error(checkpoint_path)
     try:
         with open(settings_path, encoding="utf-8") as handle:
             raw = json.load(handle)
         folder = os.path.dirname(os.path.abspath(settings_path))
         settings = LanguageModelConfig(
-            path=_inside(folder, raw["path"], settings_path),
-            lexicon_path=_inside(folder, raw["lexicon_path"], settings_path) if raw.get("lexicon_path") else None,
+            path=_inside(folder, raw["path"], settings_path, error_class),
+            lexicon_path=_inside(folder, raw["lexicon_path"], settings_path, error_class) if raw.get("lexicon_path") else None,
             alpha=float(raw["alpha"]), beta=float(raw["beta"]))
         beam_size = None if raw.get("beam_size") is None else check_beam_size(raw["beam_size"])
-    except CheckpointError:
+    except error_class:
         raise
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{settings_path}: unreadable language-model settings ({error})") from error
+        raise error_class(f"{settings_path}: unreadable language-model settings ({error})") from error
     for file in (settings.path, settings.lexicon_path):
         if file is not None and not os.path.isfile(file):
-            raise CheckpointError(f"{settings_path} names {file}, which does not exist")
+            raise error_class(f"{settings_path} names {file}, which does not exist")
     return settings, beam_size
 
 
-def load_model(path: Optional[str] = None, device: Union[str, torch.device] = "cpu") -> LoadedModel:
-    """Load a checkpoint in eval mode on `device`: `path` is a checkpoint file, the name of a bundled model
-    (`deepspeech_pytorch.available_models()`), or None for the bundled default model."""
-    if path is not None and os.path.sep not in path and not path.endswith(".pt") \
-            and os.path.isfile(os.path.join(PRETRAINED_DIR, path + ".pt")):
-        path = os.path.join(PRETRAINED_DIR, path + ".pt")
+BUNDLED_ONNX_SUFFIXES = (".int8.onnx", ".onnx")  # a bundled model's exported twins, preferred first
+
+
+def choose_backend(path: Optional[str], backend: str = "auto") -> str:
+    """The backend that runs the model file `path`: auto is onnxruntime for a `.onnx` file, torch otherwise.
+    Raises ValueError when the asked backend cannot run that file."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "onnxruntime" if is_onnx(path) else "torch"
+    if backend == "torch" and is_onnx(path):
+        raise ValueError(f"backend=torch runs checkpoints, and {path} is an exported ONNX model: use "
+                         "backend=onnxruntime (or auto)")
+    if backend == "onnxruntime" and not is_onnx(path):
+        raise ValueError(f"backend=onnxruntime runs an exported model (.onnx), and {path} is not one: export it "
+                         "with export.py, or use backend=torch (or auto)")
+    return backend
+
+
+def _model_file(path: Optional[str], backend: str) -> str:
+    """A model file from `path`: a file, the name of a bundled model, or None for the bundled default; for
+    backend=onnxruntime a bundled model's exported twin (`default.int8.onnx` or `default.onnx`)."""
+    bundled_name = path is None or (os.path.sep not in path and not path.endswith((".pt", ".onnx")))
+    if backend == "onnxruntime" and bundled_name:
+        for suffix in BUNDLED_ONNX_SUFFIXES:
+            candidate = os.path.join(PRETRAINED_DIR, (path or "default") + suffix)
+            if os.path.isfile(candidate):
+                return candidate
+        if path is None:
+            raise ModelFileError("this installation ships no exported (.onnx) default model; pass "
+                                 "model_path=<model.onnx> (export.py writes one)")
+    if path is not None and bundled_name and os.path.isfile(os.path.join(PRETRAINED_DIR, path + ".pt")):
+        return os.path.join(PRETRAINED_DIR, path + ".pt")
     if path is None:
         path = default_model_path()
         if not os.path.isfile(path):
+            from deepspeech_pytorch.checkpoint import CheckpointError
+
             raise CheckpointError("no bundled default model in this installation; pass model_path=<checkpoint.pt>")
+    return path
+
+
+def load_model(path: Optional[str] = None, device: Union[str, "torch.device"] = "cpu",
+               backend: str = "auto") -> LoadedModel:
+    """Load a model for inference on `device`: `path` is a checkpoint (.pt, run by torch), a model exported by
+    export.py (.onnx, run by ONNX Runtime without importing torch), the name of a bundled model
+    (`deepspeech_pytorch.available_models()`), or None for the bundled default model. `backend` (auto |
+    torch | onnxruntime): auto follows the file; onnxruntime with a bundled name takes its exported twin."""
+    path = _model_file(path, backend)
+    if choose_backend(path, backend) == "onnxruntime":
+        from deepspeech_pytorch.onnx_backend import load_onnx
+
+        model, alphabet, features, name = load_onnx(path, None if device is None else str(device))
+        return LoadedModel(model, alphabet, features, name, path, *read_lm_settings(path), backend="onnxruntime")
+    from deepspeech_pytorch.checkpoint import build_model, load_checkpoint
+
     state = load_checkpoint(path)
     model, alphabet, features = build_model(state, path)
     model.to(resolve_device(device)).eval()
@@ -165,11 +247,12 @@ class Transcriber:
 
     vad: transcribe only the stretches where someone speaks (Silero VAD), each with a little context;
     silence and near-silence give an empty transcript. False: the whole recording, cut at quiet points
-    into chunks of at most `chunk_seconds`.
+    into chunks of at most `chunk_seconds`. The model's backend (`loaded.backend`) decides where the
+    features are computed: torch (on the model's device) or numpy (onnxruntime, no torch).
     """
 
     def __init__(self, loaded: LoadedModel, decoder: Union[DecoderConfig, str] = "greedy", chunk_seconds: float = CHUNK_SECONDS,
-                 batch_size: int = 8, device: Union[str, torch.device, None] = None, vad: bool = True,
+                 batch_size: int = 8, device: Union[str, "torch.device", None] = None, vad: bool = True,
                  vad_config: VadConfig = VadConfig()):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be an integer of at least 1")
@@ -178,11 +261,23 @@ class Transcriber:
         self.loaded = loaded
         self.vad = vad
         self.vad_config = vad_config
-        self.device = next(loaded.model.parameters()).device if device is None else resolve_device(device)
-        loaded.model.to(self.device)
+        self.backend = loaded.backend
+        if self.backend == "onnxruntime":
+            from deepspeech_pytorch import numpy_features
+
+            if device is not None and str(device) not in ("auto", "cpu"):
+                raise ValueError(f"device={device}: an ONNX model's device is chosen when it is loaded "
+                                 "(load_model(path, device=...))")
+            self.device = "cpu"
+            self.extractor = numpy_features.FeatureExtractor(loaded.features)  # window, filterbank, statistics: once
+        else:
+            from deepspeech_pytorch.features import FeatureExtractor
+
+            self.device = next(loaded.model.parameters()).device if device is None else resolve_device(device)
+            loaded.model.to(self.device)
+            self.extractor = FeatureExtractor(loaded.features).to(self.device)  # window, filterbank, statistics: once
         self.chunk_seconds = chunk_seconds
         self.batch_size = batch_size
-        self.extractor = FeatureExtractor(loaded.features).to(self.device)  # window, filterbank, statistics: once
         frame_seconds = seconds_per_frame(loaded.features) * loaded.model.time_stride
         self.decoder = build_decoder(decoder, loaded.alphabet, frame_seconds, loaded.model_lm)
 
@@ -190,33 +285,52 @@ class Transcriber:
     def sample_rate(self) -> int:
         return self.loaded.features.sample_rate
 
-    @torch.inference_mode()
-    def log_probs(self, features: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
-        """features (batch, freq, frames) -> log-probabilities (batch, time, classes) and lengths."""
+    def log_probs(self, features, lengths) -> Tuple[Any, Any]:
+        """features (batch, freq, frames) -> log-probabilities (batch, time, classes) and lengths: tensors with
+        the torch backend, numpy arrays with onnxruntime (which also takes tensors)."""
+        if self.backend == "onnxruntime":
+            from deepspeech_pytorch.onnx_backend import log_softmax
+
+            logits, output_lengths = self.loaded.model(as_numpy(features), as_lengths(lengths))
+            return log_softmax(logits), output_lengths
+        import torch
+
         model = self.loaded.model
         was_training = model.training
         model.eval()
         try:
-            logits, output_lengths = model(features.to(self.device), lengths.to(self.device))
+            with torch.inference_mode():
+                logits, output_lengths = model(features.to(self.device), lengths.to(self.device))
+                return torch.log_softmax(logits.float(), dim=-1), output_lengths
         finally:
             model.train(was_training)
-        return torch.log_softmax(logits.float(), dim=-1), output_lengths
 
-    def decode(self, log_probs: Tensor, lengths: Tensor) -> List[Hypothesis]:
-        return self.decoder.decode(log_probs.cpu(), lengths.cpu())
+    def decode(self, log_probs, lengths) -> List[Hypothesis]:
+        """log_probs (batch, time, classes) and lengths (batch,), tensors or arrays -> one hypothesis each."""
+        return self.decoder.decode(log_probs, lengths)
+
+    def _features(self, padded: np.ndarray, lengths: np.ndarray) -> Tuple[Any, Any]:
+        if self.backend == "onnxruntime":
+            return self.extractor(padded, lengths)
+        import torch
+
+        return self.extractor(torch.from_numpy(padded).to(self.device), torch.from_numpy(lengths).to(self.device))
 
     def _transcribe_waveforms(self, waveforms: Sequence[np.ndarray]) -> List[Hypothesis]:
-        hypotheses: List[Hypothesis] = []
-        for first in range(0, len(waveforms), self.batch_size):
-            group = waveforms[first: first + self.batch_size]
-            lengths = torch.tensor([len(w) for w in group])
-            padded = torch.zeros(len(group), int(lengths.max()))
-            for row, samples in enumerate(group):
-                padded[row, : len(samples)] = torch.from_numpy(samples)
-            features, frame_lengths = self.extractor(padded.to(self.device), lengths.to(self.device))
+        """Batches of similar length (little padding; batching is padding-exact), answers in input order."""
+        order = sorted(range(len(waveforms)), key=lambda index: len(waveforms[index]))
+        hypotheses: List[Optional[Hypothesis]] = [None] * len(waveforms)
+        for first in range(0, len(order), self.batch_size):
+            group = order[first: first + self.batch_size]
+            lengths = np.array([len(waveforms[index]) for index in group], dtype=np.int64)
+            padded = np.zeros((len(group), int(lengths.max())), dtype=np.float32)
+            for row, index in enumerate(group):
+                padded[row, : lengths[row]] = waveforms[index]
+            features, frame_lengths = self._features(padded, lengths)
             log_probs, output_lengths = self.log_probs(features, frame_lengths)
-            hypotheses.extend(self.decode(log_probs, output_lengths))
-        return hypotheses
+            for index, hypothesis in zip(group, self.decode(log_probs, output_lengths)):
+                hypotheses[index] = hypothesis
+        return hypotheses  # type: ignore[return-value]
 
     def transcribe(self, audio: Union[AudioSource, np.ndarray], word_timings: bool = True) -> Transcription:
         """Transcribe one file path, bytes, or array of samples at the model's rate (float or integer PCM; a

@@ -53,3 +53,73 @@ def test_empty_sides():
     assert utterance_errors("two words", "") == ErrorCounts(2, 2, 9, 9)
     with pytest.raises(ValueError):
         error_counts(["a"], [])
+
+
+def reference_collapse(path, blank=0):
+    """The CTC collapse written out frame by frame, to check the vectorised one against."""
+    labels, starts, ends, previous = [], [], [], blank
+    for frame, label in enumerate(path):
+        if label != blank and label == previous:
+            ends[-1] = frame
+        elif label != blank:
+            labels.append(label)
+            starts.append(frame)
+            ends.append(frame)
+        previous = label
+    return labels, starts, ends
+
+
+def test_vectorised_collapse_equals_the_frame_loop():
+    import numpy as np
+
+    from deepspeech_pytorch.decoders import collapse_path
+
+    rng = np.random.default_rng(0)
+    for length in (0, 1, 2, 7, 100, 3000):
+        for classes in (2, 4, 29):
+            path = rng.integers(0, classes, length).tolist()
+            assert collapse_path(path) == reference_collapse(path)
+            assert collapse_path(np.asarray(path)) == reference_collapse(path)
+    assert collapse_path([0, 0, 0]) == ([], [], []) and collapse_path([3, 3, 0, 3]) == ([3, 3], [0, 3], [1, 3])
+
+
+def test_greedy_takes_numpy_arrays_as_it_takes_tensors():
+    """The onnxruntime backend hands the decoders numpy log-probabilities: same hypotheses, scores and times."""
+    alphabet = Alphabet()
+    log_probs = torch.stack([emissions("__hh_e_ll_lloo___  wwo_rr_ld__", alphabet),
+                             torch.cat([emissions("ab_c", alphabet), emissions("_" * 26, alphabet)])])
+    lengths = torch.tensor([30, 4])
+    decoder = GreedyDecoder(alphabet, 0.02)
+    from_tensors = decoder.decode(log_probs, lengths)
+    from_arrays = decoder.decode(log_probs.numpy(), lengths.numpy())
+    assert [h.text for h in from_arrays] == [h.text for h in from_tensors] == ["hello world", "abc"]
+    assert [h.words for h in from_arrays] == [h.words for h in from_tensors]
+    assert [h.score for h in from_arrays] == pytest.approx([h.score for h in from_tensors], abs=1e-4)
+    assert decoder.decode(log_probs.to(torch.bfloat16), lengths)[0].text == "hello world"
+
+
+def test_beam_search_takes_numpy_arrays_as_it_takes_tensors():
+    pytest.importorskip("flashlight.lib.text")
+    from deepspeech_pytorch.decoders import BeamSearchDecoder
+
+    alphabet = Alphabet()
+    probs = emissions("__hh_e_ll_lloo___  wwo_rr_ld__", alphabet).exp()
+    probs = probs + 0.2 * torch.rand(30, 29, generator=torch.Generator().manual_seed(0))
+    noisy = (probs / probs.sum(-1, keepdim=True)).log()
+    decoder = BeamSearchDecoder(alphabet, 0.02, beta=0.0, beam_size=8, n_best=3)
+    from_tensors = decoder.decode_n_best(noisy[None], torch.tensor([30]))
+    from_arrays = decoder.decode_n_best(noisy[None].numpy(), [30])
+    assert [[h.text for h in n] for n in from_arrays] == [[h.text for h in n] for n in from_tensors]
+    assert from_arrays[0][0].text == "hello world"
+    assert [h.score for h in from_arrays[0]] == pytest.approx([h.score for h in from_tensors[0]])
+
+
+def test_decoders_import_no_torch():
+    import subprocess
+    import sys
+
+    probe = ("import sys, numpy as np; from deepspeech_pytorch.decoders import GreedyDecoder; "
+             "from deepspeech_pytorch.labels import Alphabet; "
+             "GreedyDecoder(Alphabet(), 0.02).decode(np.zeros((1, 3, 29), np.float32), np.array([3])); "
+             "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -128,3 +128,47 @@ def test_statistics_are_required_where_the_mode_needs_them():
     config.normalization = "cmvn"
     with pytest.raises(ValueError, match="normalization"):
         spectrogram(torch.zeros(1, 1600), torch.tensor([1600]), config)
+
+
+@pytest.mark.parametrize("window", ["hamming", "hann", "blackman", "bartlett"])
+@pytest.mark.parametrize("kind", ["linear", "mel"])
+@pytest.mark.parametrize("mode", ["utterance", "global", "running", "none"])
+def test_numpy_features_equal_the_torch_ones(window, kind, mode):
+    """The onnxruntime backend's features (numpy, no torch) against features.py, padded batch and all."""
+    from deepspeech_pytorch import numpy_features
+    from deepspeech_pytorch.features import FeatureExtractor, measure_statistics
+
+    config = FeatureConfig(kind=kind, window=window, n_mels=40)
+    batch, lengths, pieces = _batch()
+    if mode in ("global", "running"):
+        mean, std = measure_statistics(pieces, config)
+        config.mean, config.std = mean.tolist(), std.tolist()
+    config.normalization = mode
+    expected, expected_lengths = FeatureExtractor(config)(batch, lengths)
+    got, got_lengths = numpy_features.FeatureExtractor(config)(batch.numpy(), lengths.numpy())
+    assert got.dtype == np.float32 and got.shape == tuple(expected.shape)
+    assert got_lengths.tolist() == expected_lengths.tolist()
+    np.testing.assert_allclose(got, expected.numpy(), atol=5e-5, rtol=1e-5)
+    assert np.all(got[1, :, got_lengths[1]:] == 0)
+
+
+def test_numpy_windows_and_filterbank_are_torchs():
+    from deepspeech_pytorch import features, numpy_features
+
+    for window in ("hamming", "hann", "blackman", "bartlett"):
+        config = FeatureConfig(window=window)
+        np.testing.assert_allclose(numpy_features.window(config), features.window_for(config).numpy(), atol=1e-6)
+    np.testing.assert_allclose(numpy_features.mel_filterbank(64, 320, 16000), mel_filterbank(64, 320, 16000).numpy(),
+                               atol=1e-5)
+    assert numpy_features.seconds_per_frame(FeatureConfig()) == features.seconds_per_frame(FeatureConfig()) == 0.01
+
+
+def test_numpy_features_import_no_torch():
+    import subprocess
+    import sys
+
+    probe = ("import sys, numpy as np; from deepspeech_pytorch import numpy_features as f; "
+             "from deepspeech_pytorch.configs import FeatureConfig; "
+             "f.FeatureExtractor(FeatureConfig(kind='mel'))(np.zeros((1, 1600), np.float32), np.array([1600])); "
+             "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"

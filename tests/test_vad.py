@@ -136,3 +136,54 @@ def test_quiet_speech_is_still_heard(bundled, speech):
     for gain in (0.03, 0.01, 0.003):  # the model itself hears quiet speech a little differently: a word aside
         quiet = transcriber.transcribe(np.concatenate([silence(1), gain * speech, silence(1)])).text.split()
         assert len(quiet) == len(clean) and sum(a != b for a, b in zip(quiet, clean)) <= 1, (gain, quiet)
+
+
+def test_onnx_probabilities_match_silero_s_own_model(speech):
+    """The ONNX Runtime scorer (no torch) gives the probabilities of the silero_vad package's TorchScript model."""
+    from deepspeech_pytorch import vad
+
+    audio = np.concatenate([silence(1), speech, room(2)])
+    ours = vad.speech_probabilities(audio)
+    silero = vad._torch_scorer()(audio)
+    assert ours.shape == silero.shape == ((len(audio) + 511) // 512,)
+    assert np.abs(ours - silero).max() < 1e-3
+    assert ours[: RATE // 512 - 2].max() < 0.2 and ours[RATE // 512 + 10: RATE // 512 + 40].mean() > 0.5
+
+
+def test_segments_follow_silero_s_rules(speech):
+    """segments_from_probabilities against silero's own get_speech_timestamps_from_probs on real probabilities,
+    with the settings used here and others, long speech cut at max_seconds included."""
+    silero_utils = pytest.importorskip("silero_vad.utils_vad")
+    from deepspeech_pytorch.vad import VadConfig, segments_from_probabilities, speech_probabilities
+
+    cases = [np.concatenate([silence(2), speech, silence(1), speech, room(5)]), np.concatenate([speech] * 3),
+             np.concatenate([room(1), 0.01 * speech, silence(0.3), speech])]
+    compared = 0
+    for audio in cases:
+        probabilities = speech_probabilities(audio)
+        for config in (VadConfig(), VadConfig(threshold=0.3, min_silence_seconds=0.1, pad_seconds=0.03,
+                                              min_speech_seconds=0.25)):
+            for longest in (float("inf"), 5.0, 3.0, 1.0):
+                ours = segments_from_probabilities(probabilities, len(audio), config, longest)
+                theirs = silero_utils.get_speech_timestamps_from_probs(
+                    [float(p) for p in probabilities], threshold=config.threshold,
+                    min_speech_duration_ms=int(1000 * config.min_speech_seconds), max_speech_duration_s=longest,
+                    min_silence_duration_ms=int(1000 * config.min_silence_seconds),
+                    speech_pad_ms=int(1000 * config.pad_seconds), audio_length_samples=len(audio))
+                assert ours == [(s["start"], s["end"]) for s in theirs], (config, longest)
+                compared += len(ours)
+    assert compared > 20
+
+
+def test_vad_imports_no_torch(speech, tmp_path):
+    import subprocess
+    import sys
+
+    from deepspeech_pytorch.audio import write_audio
+
+    write_audio(tmp_path / "speech.wav", np.concatenate([silence(1), speech]))
+    probe = ("import sys; from deepspeech_pytorch.audio import load_audio; from deepspeech_pytorch.vad import "
+             f"speech_segments; print(speech_segments(load_audio({str(tmp_path / 'speech.wav')!r}), 16000)); "
+             "print('torch' in sys.modules)")
+    lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert lines[1] == "False" and lines[0] != "[]"

@@ -17,7 +17,7 @@ import numpy as np
 from deepspeech_pytorch.audio import AudioError
 from deepspeech_pytorch.configs import ServerConfig
 from deepspeech_pytorch.decoders import DecoderError, decoder_choices
-from deepspeech_pytorch.inference import CHUNK_SECONDS, LoadedModel, Transcriber, Transcription
+from deepspeech_pytorch.inference import CHUNK_SECONDS, LoadedModel, Transcriber, Transcription, choose_backend
 from deepspeech_pytorch.serving.batching import Closed, DynamicBatcher, QueueFull
 from deepspeech_pytorch.serving.metrics import Metrics
 from deepspeech_pytorch.serving.schemas import ApiError
@@ -36,12 +36,22 @@ def check_settings(settings: ServerConfig) -> None:
     if settings.max_batch_wait_ms < 0:
         raise ValueError(f"max_batch_wait_ms={settings.max_batch_wait_ms} must not be negative")
     decoder_choices(settings.decoder)
+    if settings.model_path is not None:  # backend=torch with a .onnx file, or onnxruntime with a checkpoint
+        choose_backend(settings.model_path, settings.backend)
+
+
+def check_backend(settings: ServerConfig, loaded: LoadedModel) -> None:
+    """The loaded model runs on the backend the settings ask for (auto: any)."""
+    if settings.backend not in ("auto", loaded.backend):
+        raise ValueError(f"backend={settings.backend}, but the model {loaded.path or loaded.name} runs with "
+                         f"backend={loaded.backend}")
 
 
 class TranscriptionService:
     """Queue decoded audio for batched transcription, with the server's limits."""
 
     def __init__(self, settings: ServerConfig, loaded: LoadedModel, metrics: Optional[Metrics] = None):
+        check_backend(settings, loaded)
         self.settings = settings
         self.loaded = loaded
         self.metrics = metrics or Metrics()

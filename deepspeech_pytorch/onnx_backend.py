@@ -1,0 +1,149 @@
+"""The ONNX Runtime backend: an exported acoustic model (`export.py`) run without importing torch.
+
+An exported file is self-describing: its metadata (`export.metadata()`) holds the alphabet, the feature
+settings and the time stride, so the file alone (plus the `<stem>.lm.json` LM settings beside it, if any)
+is all `inference.load_model` needs. The graph maps features (batch, freq, frames) and their lengths to
+logits (batch, time, classes) and output lengths; fp32 and int8 (ONNX Runtime's quantizer) files alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from deepspeech_pytorch.configs import FeatureConfig
+from deepspeech_pytorch.labels import Alphabet
+
+ONNX_SUFFIX = ".onnx"
+REQUIRED_METADATA = ("labels", "feature_config", "time_stride")
+INPUT_NAMES = ("features", "lengths")  # export.INPUT_NAMES
+
+
+class ModelFileError(ValueError):
+    """An exported model file that cannot be used: missing, not ONNX, or without the metadata it needs."""
+
+
+def is_onnx(path: Optional[str]) -> bool:
+    return path is not None and str(path).lower().endswith(ONNX_SUFFIX)
+
+
+def _providers(onnxruntime: Any, device: Optional[str], path: str) -> list:
+    """ONNX Runtime execution providers for a device setting: auto takes CUDA when this onnxruntime has it."""
+    device = "auto" if device is None else str(device)
+    available = onnxruntime.get_available_providers()
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise ModelFileError(f"{path}: device={device} was asked for, but this onnxruntime has no CUDA "
+                                 f"provider (pip install onnxruntime-gpu), or use device=cpu")
+        index = device.partition(":")[2] or "0"
+        return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]
+    if device == "auto" and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def session_options(onnxruntime: Any, threads: Optional[int] = None) -> Any:
+    """One inference at a time per session: intra-op threads on the physical cores (ONNX Runtime's own
+    default, or `threads`), no inter-op pool, all graph optimisations."""
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    return options
+
+
+class OnnxAcousticModel:
+    """An exported acoustic model in an ONNX Runtime session: numpy features in, numpy logits out.
+
+    Offers what the inference API reads from a torch model: `time_stride`, `describe()`, and a call
+    (features (batch, freq, frames) float32, lengths (batch,) int64) -> (logits (batch, time, classes)
+    float32, output lengths (batch,) int64)."""
+
+    def __init__(self, session: Any, path: str, metadata: Dict[str, str]):
+        self.session = session
+        self.path = path
+        self.metadata = metadata
+        try:
+            self.time_stride = int(metadata["time_stride"])
+        except ValueError:
+            raise ModelFileError(f"{path}: metadata time_stride={metadata['time_stride']!r} is not an integer") from None
+        self.providers = session.get_providers()
+        self._inputs = [entry.name for entry in session.get_inputs()]
+        if tuple(self._inputs[:2]) != INPUT_NAMES:
+            raise ModelFileError(f"{path}: expected inputs {', '.join(INPUT_NAMES)}, the graph has "
+                                 f"{', '.join(self._inputs) or 'none'}")
+
+    def describe(self) -> Dict[str, Any]:
+        """As `AcousticModel.describe()`, from the export's metadata (parameters when the export stored them)."""
+        parameters = self.metadata.get("parameters")
+        return {"architecture": self.metadata.get("architecture", "unknown"),
+                "summary": self.metadata.get("summary", self.metadata.get("architecture", "unknown")),
+                "parameters": int(parameters) if parameters and parameters.isdigit() else None}
+
+    def __call__(self, features: np.ndarray, lengths: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        logits, output_lengths = self.session.run(None, {"features": np.ascontiguousarray(features, dtype=np.float32),
+                                                          "lengths": np.asarray(lengths, dtype=np.int64)})[:2]
+        return logits, output_lengths
+
+
+def _feature_config(raw: str, path: str) -> FeatureConfig:
+    try:
+        values = json.loads(raw)
+        known = {f.name for f in dataclasses.fields(FeatureConfig)}
+        return FeatureConfig(**{key: value for key, value in values.items() if key in known})
+    except (ValueError, TypeError, AttributeError) as error:
+        raise ModelFileError(f"{path}: unreadable feature_config in its metadata ({error})") from None
+
+
+def _alphabet(raw: str, path: str) -> Alphabet:
+    try:
+        labels = json.loads(raw)
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise ValueError("expected a JSON list of labels")
+        return Alphabet(labels=tuple(labels))
+    except ValueError as error:
+        raise ModelFileError(f"{path}: unreadable labels in its metadata ({error})") from None
+
+
+def load_onnx(path: str, device: Optional[str] = "cpu",
+              threads: Optional[int] = None) -> Tuple[OnnxAcousticModel, Alphabet, FeatureConfig, str]:
+    """An exported model: (model, alphabet, feature settings, name). Raises ModelFileError naming the file
+    when it is missing, not ONNX, or lacks the metadata `export.py` writes."""
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{path}: no such model file" if not os.path.isdir(path) else f"{path}: is a folder")
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelFileError(f"{path}: running an ONNX model needs onnxruntime: pip install "
+                             "'deepspeech-pytorch[onnx]' (or pip install onnxruntime)") from None
+    onnxruntime.set_default_logger_severity(3)  # its notes on unused initialisers and the like
+    try:
+        session = onnxruntime.InferenceSession(path, sess_options=session_options(onnxruntime, threads),
+                                               providers=_providers(onnxruntime, device, path))
+    except ModelFileError:
+        raise
+    except Exception as error:  # onnxruntime raises its own exception types (Fail, InvalidProtobuf, ...)
+        message = str(error).strip().splitlines()
+        raise ModelFileError(f"{path}: not a usable ONNX model ({message[-1] if message else type(error).__name__})") from None
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise ModelFileError(f"{path}: its metadata lacks {', '.join(missing)}; export the model with export.py, "
+                             "which writes them")
+    features = _feature_config(metadata["feature_config"], path)
+    alphabet = _alphabet(metadata["labels"], path)
+    name = metadata.get("model_name") or os.path.splitext(os.path.basename(path))[0]
+    return OnnxAcousticModel(session, path, metadata), alphabet, features, name
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the last axis, in float32."""
+    logits = np.asarray(logits, dtype=np.float32)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
