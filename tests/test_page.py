@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(ROOT, "deepspeech_pytorch", "pretrained", "samples")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 
 
 def reference(name: str) -> str:
@@ -137,6 +137,7 @@ def browser(tmp_path, speech):
         opened.close()
 
 
+@needs_chromium
 def test_the_page_transcribes_the_microphone_live_over_the_websocket(server, browser):
     browser.open(server.url + "/")
     assert browser.js("[...document.getElementById('decoder').options].map(o => o.value)") == ["greedy", "beam"]
@@ -158,6 +159,7 @@ def test_the_page_transcribes_the_microphone_live_over_the_websocket(server, bro
     assert browser.js(STATUS) == "done"
 
 
+@needs_chromium
 def test_the_page_uploads_a_file_to_post_transcribe(server, browser):
     path = os.path.join(SAMPLES, "sample2.wav")
     expected = Transcriber(load_model()).transcribe(path)  # the server's default decoder: greedy
@@ -172,3 +174,14 @@ def test_the_page_uploads_a_file_to_post_transcribe(server, browser):
     shown = browser.js("document.getElementById('upload-words').textContent").split(", ")
     assert [item.split(" ")[0] for item in shown] == [w.word for w in expected.words]
     assert "s of audio in" in browser.js("document.getElementById('upload-status').textContent")
+
+
+def test_the_page_ships_as_package_data():
+    """The server reads static/index.html at start-up, so a wheel without it would not start."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
+        patterns = tomllib.load(handle)["tool"]["setuptools"]["package-data"]["deepspeech_pytorch"]
+    assert any(fnmatch.fnmatch("serving/static/index.html", pattern) for pattern in patterns), patterns
