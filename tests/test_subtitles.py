@@ -213,9 +213,10 @@ def test_cli_writes_srt_per_file_cut_at_the_pause_and_matching_the_json(speech):
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert "wrote subs/paused.srt" in result.stderr and "wrote subs/alone.srt" in result.stderr
-    records = run_transcribe("paused.wav", "alone.wav", cwd=folder)
-    assert records.returncode == 0, records.stderr
-    transcripts = {os.path.splitext(r["audio_path"])[0]: r for r in map(json.loads, records.stdout.splitlines())}
+    records = run_transcribe("paused.wav", "alone.wav", "output_dir=records", cwd=folder)  # json: <name>.json
+    assert records.returncode == 0 and records.stdout == "", records.stderr
+    transcripts = {name: json.loads((folder / "records" / f"{name}.json").read_text()) for name in ("paused", "alone")}
+    assert transcripts["paused"]["audio_path"] == "paused.wav"
     for name in ("paused", "alone"):
         cues = parse(folder / "subs" / f"{name}.srt")
         words = transcripts[name]["words"]
