@@ -267,6 +267,36 @@ def test_an_idle_stream_is_closed_with_1008(server):
     wait_no_active_streams(server)
 
 
+@pytest.fixture(scope="module")
+def impatient_server(tmp_path_factory):
+    """A server that closes a stream after 0.5 s without a message from its client."""
+    started = Server(tmp_path_factory.mktemp("ws_impatient"), default_model_path(),
+                     "streaming.idle_timeout_seconds=0.5")
+    try:
+        started.wait_ready()
+        started.ws_url = f"ws://127.0.0.1:{started.port}/ws/transcribe"
+        yield started
+    finally:
+        started.stop()
+
+
+def test_a_client_waiting_for_its_answer_is_not_idle(impatient_server, offline):
+    """4 s of audio per message, each answer awaited before the next is sent: the model takes longer than the
+    idle timeout over each, and that time is the server's, not the client's."""
+    pcm = pcm_of(sample(1))
+    with open_stream(impatient_server, {"sample_rate": RATE}) as websocket:
+        answers = []
+        for first in range(0, len(pcm), 4 * 2 * RATE):
+            websocket.send(pcm[first: first + 4 * 2 * RATE])
+            answers.append(json.loads(websocket.recv(timeout=120)))
+        websocket.send(json.dumps({"eof": 1}))
+        rest, code, reason = until_closed(websocket)
+    assert code == 1000, (reason, answers, rest)
+    assert " ".join(m["text"] for m in answers + rest if m.get("text")) == offline["greedy", sample(1)].text
+    with open_stream(impatient_server, {"sample_rate": RATE}) as websocket:  # while the server owes nothing: idle
+        refused(*until_closed(websocket, timeout=30), 1008, "no message for 0.5 s")
+
+
 def test_a_stream_past_max_stream_seconds_gets_its_finals_then_1008(server, transcribers):
     """Three copies of a 3.2 s sample 1.5 s apart (12.6 s): the first two utterances are transcribed as offline,
     the third is cut at 12 s and what was heard of it transcribed; then the error."""

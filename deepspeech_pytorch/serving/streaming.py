@@ -176,6 +176,7 @@ class Stream:
         self.pending_bytes = 0
         self.received_samples = 0  # at the client's rate
         self.ended = False
+        self.busy = False  # the model is working on this stream's audio, or its answers are being sent
         self.wake = asyncio.Event()  # pending audio or the end
         self.room = asyncio.Event()  # pending under its limit
         self.room.set()
@@ -357,7 +358,7 @@ class StreamingEndpoint:
         self.metrics.active += 1
         processor: Optional[asyncio.Task] = None
         try:
-            message = await self._receive(websocket, None)
+            message = await self._receive(websocket)
             if message.get("text") is None:
                 raise StreamError(Close.UNSUPPORTED, 'the first message must be the JSON config {"config": '
                                                      '{"sample_rate": 16000}}, sent as text')
@@ -388,21 +389,31 @@ class StreamingEndpoint:
         return self.factory(self.loaded, self.decoders[options.decoder],
                             endpoint_silence_seconds=self.limits.endpoint_silence_seconds, word_timings=options.words)
 
-    async def _receive(self, websocket: WebSocket, processor: Optional[asyncio.Task]) -> Dict[str, Any]:
-        """The next message, within idle_timeout_seconds; raises WebSocketDisconnect when the client leaves,
-        the processor's error if it failed meanwhile, StreamError when idle or over max_message_bytes."""
+    async def _receive(self, websocket: WebSocket, processor: Optional[asyncio.Task] = None,
+                       stream: Optional[Stream] = None) -> Dict[str, Any]:
+        """The next message, within idle_timeout_seconds of silence from the client while the server owes it
+        nothing (time the stream's audio waits for the model does not count: a client may wait for an answer).
+        Raises WebSocketDisconnect when the client leaves, the processor's error if it failed meanwhile,
+        StreamError when idle or over max_message_bytes."""
         receive = asyncio.ensure_future(websocket.receive())
         waiting = {receive} if processor is None else {receive, processor}
-        done, _ = await asyncio.wait(waiting, timeout=self.limits.idle_timeout_seconds,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if receive not in done:
-            receive.cancel()
-            with suppress(BaseException):
-                await receive
-            if processor is not None and processor in done:
-                processor.result()  # raises what stopped it
-            raise StreamError(Close.POLICY, f"no message for {self.limits.idle_timeout_seconds:g} s "
-                                            "(streaming.idle_timeout_seconds)")
+        try:
+            while True:
+                done, _ = await asyncio.wait(waiting, timeout=self.limits.idle_timeout_seconds,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if receive in done:
+                    break
+                if processor is not None and processor in done:
+                    processor.result()  # raises what stopped it
+                    raise RuntimeError("the stream's processor ended before the end of the stream")
+                if stream is None or not (stream.busy or stream.pending_bytes):
+                    raise StreamError(Close.POLICY, f"no message for {self.limits.idle_timeout_seconds:g} s "
+                                                    "(streaming.idle_timeout_seconds)")
+        finally:
+            if not receive.done():
+                receive.cancel()
+                with suppress(BaseException):
+                    await receive
         message = receive.result()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
@@ -417,7 +428,7 @@ class StreamingEndpoint:
         transcribed and the error to send after its finals is returned."""
         limit_samples = int(self.limits.max_stream_seconds * stream.options.sample_rate)
         while True:
-            message = await self._receive(websocket, processor)
+            message = await self._receive(websocket, processor, stream)
             data = message.get("bytes")
             if data is None:
                 is_eof(message["text"])  # or StreamError
@@ -448,7 +459,9 @@ class StreamingEndpoint:
         """Give the stream's pending audio to its transcriber, one job at a time, and send the answers:
         a final result per utterance ended, else the partial; after the end, at least one final."""
         while True:
+            stream.busy = False
             await stream.wake.wait()
+            stream.busy = True
             data, ended = stream.take()
             partial, finals = await self._run(stream.step, data, ended)
             for result in finals:
