@@ -1,7 +1,8 @@
 """The HTTP layer: `create_app(settings)` builds the FastAPI app, `run_server(settings, model)` serves it with uvicorn.
 
 Routes: POST /transcribe, GET /health (alive), GET /ready (model loaded), GET /metrics (Prometheus);
-POST /v1/audio/transcriptions, OpenAI's API with OpenAI's error shape (serving/openai_api.py).
+POST /v1/audio/transcriptions, OpenAI's API with OpenAI's error shape (serving/openai_api.py);
+GET /ws/transcribe, live transcription over a websocket, and the page at / that uses it (serving/streaming.py).
 Every error is an ErrorResponse `{"code", "detail"}` with the status the OpenAPI page documents.
 """
 
