@@ -1,14 +1,14 @@
 """Convert a Common Voice release (downloaded by you after signing up) to 16 kHz WAV and write manifests."""
 
-import argparse
 import sys
 from typing import List, Optional
 
+from deepspeech_pytorch.cli import ArgumentParser
 from deepspeech_pytorch.corpora import cli, common_voice
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     cli.add_common_arguments(parser, target_dir="datasets/common_voice")
     parser.add_argument("source", help="the release: a .tar.gz you downloaded, its unpacked folder, or the download URL")
     parser.add_argument("--language", default=None,

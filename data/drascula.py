@@ -8,16 +8,17 @@ import argparse
 import sys
 from typing import List, Optional
 
+from deepspeech_pytorch.cli import ArgumentParser
 from deepspeech_pytorch.corpora import cli, drascula
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_common_arguments(parser, target_dir="datasets/drascula")
     parser.add_argument("--game-dir", default=drascula.GAME_DIR,
                         help="the game's folder, holding en/*.ALS (default: %(default)s)")
     parser.add_argument("--dat", default=drascula.DAT_PATH, help="ScummVM's drascula.dat (default: %(default)s)")
-    parser.add_argument("--max-chars-per-second", type=float, default=drascula.MAX_CHARS_PER_SECOND,
+    parser.add_argument("--max-chars-per-second", type=cli.number(float, above=0), default=drascula.MAX_CHARS_PER_SECOND,
                         help="drop clips whose subtitle is faster than this: it says more than the clip "
                              "(default: %(default)s)")
     args = parser.parse_args(argv)

@@ -1,15 +1,15 @@
 """Download LibriSpeech (OpenSLR 12), verify the published MD5s, convert to 16 kHz WAV and write manifests."""
 
-import argparse
 import sys
 from typing import List, Optional
 
+from deepspeech_pytorch.cli import ArgumentParser
 from deepspeech_pytorch.corpora import cli, librispeech
 from deepspeech_pytorch.corpora.download import read_checksum_listing
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     cli.add_common_arguments(parser, target_dir="datasets/librispeech")
     parser.add_argument("--subsets", nargs="+", choices=librispeech.SUBSETS, default=list(librispeech.SUBSETS))
     parser.add_argument("--base-url", default=librispeech.BASE_URL, help="where <subset>.tar.gz lives (default: %(default)s)")

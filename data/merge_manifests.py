@@ -1,19 +1,20 @@
 """Merge several manifests (any supported format) into one JSON-lines manifest, pruned by duration."""
 
-import argparse
 import logging
 import sys
 from typing import List, Optional
 
+from deepspeech_pytorch.cli import ArgumentParser
+from deepspeech_pytorch.corpora.cli import number
 from deepspeech_pytorch.datasets import ManifestError, filter_by_duration, merge_manifests, summarize, write_manifest
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("manifests", nargs="+", help="manifests to merge; an audio file listed twice is kept once")
     parser.add_argument("--output", required=True, help="JSON-lines manifest to write (atomically)")
-    parser.add_argument("--min-duration", type=float, default=0.0, help="drop utterances shorter than this (seconds)")
-    parser.add_argument("--max-duration", type=float, default=None, help="drop utterances longer than this (seconds)")
+    parser.add_argument("--min-duration", type=number(float, low=0), default=0.0, help="drop utterances shorter than this (seconds)")
+    parser.add_argument("--max-duration", type=number(float, above=0), default=None, help="drop utterances longer than this (seconds)")
     parser.add_argument("--absolute", action="store_true", help="write absolute audio paths (default: relative to the output)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

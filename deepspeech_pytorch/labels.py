@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -50,8 +51,17 @@ class Alphabet:
     @classmethod
     def from_json(cls, path: str, oov_policy: str = "drop") -> "Alphabet":
         """Load a JSON list of labels, blank first (the original project's labels.json format)."""
-        with open(path, encoding="utf-8") as handle:
-            labels = json.load(handle)
+        if not os.path.isfile(path):
+            raise ValueError(f"{path}: labels file not found" if not os.path.isdir(path)
+                             else f"{path}: is a folder, not a labels file")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                labels = json.load(handle)
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: labels file is not UTF-8 text; save it as UTF-8") from None
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: labels file is not JSON ({error.msg}, line {error.lineno}); "
+                             f"expected a JSON list of single-character strings") from None
         if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
             raise ValueError(f"{path}: expected a JSON list of single-character strings")
         return cls(labels=tuple(labels), oov_policy=oov_policy)

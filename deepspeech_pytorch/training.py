@@ -82,9 +82,25 @@ def model_config_for(config: TrainConfig) -> AcousticModelConfig:
     return model_config(model)
 
 
+def check_output_folder(folder: str, setting: str) -> None:
+    """Create `folder` (a setting's value) now, so a training run cannot end an epoch unable to save it.
+    Raises ValueError naming the setting when it is a file or cannot be written."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"{setting}={folder} is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{setting}={folder}: cannot create the folder ({error.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{setting}={folder}: the folder is not writable")
+
+
 def alphabet_for(config: TrainConfig) -> Alphabet:
     if config.data.labels_path:
-        return Alphabet.from_json(config.data.labels_path, oov_policy=config.data.oov_policy)
+        try:
+            return Alphabet.from_json(config.data.labels_path, oov_policy=config.data.oov_policy)
+        except ValueError as error:
+            raise ValueError(f"data.labels_path: {error}") from None
     return Alphabet(labels=tuple(config.data.labels), oov_policy=config.data.oov_policy)
 
 
@@ -170,10 +186,16 @@ class Trainer:
         data = config.data
         self.skip_unreadable = bool(getattr(data, "skip_unreadable", False))
         self.directory = config.checkpoint.directory
+        if self.dist.is_main:
+            check_output_folder(self.directory, "checkpoint.directory")
         # Utterances left out, audio path -> why; kept in checkpoints so a resumed run reports them all.
         self.skipped_too_short: Dict[str, str] = {}
         self.skipped_unreadable: Dict[str, str] = {}
-        train_entries = filter_by_duration(read_manifest(data.train_manifest), data.min_duration, data.max_duration)
+        unreadable: Optional[Dict[str, str]] = {} if self.skip_unreadable else None
+        train_entries = filter_by_duration(read_manifest(data.train_manifest, unreadable), data.min_duration,
+                                           data.max_duration)
+        for path, reason in (unreadable or {}).items():  # missing or unreadable when the manifest was read
+            self._note_skipped(self.skipped_unreadable, path, reason.split(": ", 1)[-1])
         if not train_entries:
             raise ValueError(f"{data.train_manifest}: no utterances left after the duration filter")
         self.features = self._with_statistics(self.features, train_entries)
@@ -190,7 +212,11 @@ class Trainer:
                                        collate_fn=collate, pin_memory=self.device.type == "cuda")
         self.val_loader = None
         if data.val_manifest:
-            shard = read_manifest(data.val_manifest)[self.dist.rank:: self.dist.world_size]
+            left_out: Optional[Dict[str, str]] = {} if self.skip_unreadable else None
+            shard = read_manifest(data.val_manifest, left_out)[self.dist.rank:: self.dist.world_size]
+            if left_out and self.dist.is_main:
+                logger.warning("validation leaves out %d unreadable audio files of %s, e.g. %s", len(left_out),
+                               data.val_manifest, next(iter(left_out.values())))
             self.val_loader = make_loader(SpeechDataset(shard, self.alphabet, self.features), data.batch_size,
                                           data.num_workers)
         self.optimizer = build_optimizer(self.model, config)

@@ -393,3 +393,36 @@ def test_an_inference_checkpoint_cannot_be_resumed_and_says_how_to_start_from_it
     check_training_state(training, "m.pt")
     with pytest.raises(CheckpointError, match="m.pt: step .* must be a count, not float 30.0"):
         check_training_state({**training, "step": 30.0}, "m.pt")
+
+
+def test_converter_faults_are_one_line_and_lose_nothing(tmp_path):
+    """tools/convert_checkpoint.py printed tracebacks for empty and truncated files, wrote its temporary file
+    over a folder named by --output, could overwrite the file it converts, and turned a newer format into format 2."""
+    tiny_checkpoint(tmp_path / "m.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "m.pt").read_bytes()[:4000])
+    state = load_checkpoint(str(tmp_path / "m.pt"))
+    torch.save({**state, "format_version": 99}, tmp_path / "future.pt")
+    (tmp_path / "folder").mkdir()
+    before = (tmp_path / "future.pt").read_bytes()
+    for args, message in [
+        (["empty.pt", "--output", "o.pt"], "error: empty.pt: empty file (0 bytes): an interrupted download or copy?"),
+        (["cut.pt", "--output", "o.pt"], "error: cut.pt: truncated or corrupt (an incomplete zip archive): "
+                                         "an interrupted download or copy?"),
+        (["m.pt", "--output", "folder"], "error: --output folder is a folder; give the file to write, e.g. "
+                                         f"{os.path.join('folder', 'converted.pt')}"),
+        (["future.pt", "--output", "future.pt"], "error: --output future.pt is the file being converted; write "
+                                                 "the result to a new file"),
+        (["future.pt", "--output", "o.pt"], "error: future.pt: written by a newer version (format 99); upgrade "
+                                            "the library instead of converting it"),
+    ]:
+        cwd = os.getcwd()
+        os.chdir(tmp_path)
+        try:
+            result = convert(*args)
+        finally:
+            os.chdir(cwd)
+        assert result.returncode == 1 and result.stderr.strip() == message, (args, result.stderr)
+    assert not (tmp_path / "o.pt").exists() and os.listdir(tmp_path / "folder") == []
+    assert (tmp_path / "future.pt").read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["cut.pt", "empty.pt", "folder", "future.pt", "m.pt"]  # no temporary left

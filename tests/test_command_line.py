@@ -242,6 +242,12 @@ def test_device_needs_cuda_there():
     ("train.py", ["manifest.jsonl"], ["'manifest.jsonl' is not a setting"]),
     ("train.py", ["data.train_manifest=t.jsonl", "optim.schedule=cosine"], ["optim.schedule='cosine'"]),
     ("train.py", ["--config-name", "an4", "epochs=-3"], ["epochs=-3 must be at least 1"]),
+    ("train.py", ["data.train_manifest=t.jsonl", "model=ds2_tiny", "preset=ds2_small"],
+     ["model=ds2_tiny and preset=ds2_small both choose the model: give one"]),
+    ("data/verify_manifest.py", ["m.jsonl", "--workers", "0"], ["argument --workers: 0 is not at least 1"]),
+    ("data/synthetic.py", ["--output-dir", "o", "--hours", "1", "--test-fraction", "1"],
+     ["argument --test-fraction: 1 is not less than 1"]),
+    ("data/noise.py", ["--output-dir", "o", "--clip-seconds", "nan"], ["argument --clip-seconds: nan is not a finite"]),
     ("test.py", ["test_manifest=t.jsonl", "num_workers=-1"], ["num_workers=-1"]),
     ("benchmark.py", ["mode=throughput", "precisions=[fp64]"], ["precisions[0]='fp64'"]),
     ("server.py", ["port=70000"], ["port=70000"]),
@@ -274,3 +280,11 @@ def test_any_model_setting_can_be_set_on_the_command_line(tmp_path):
                               cwd=tmp_path), "model.hidden_size")
     assert_one_line_error(run("train.py", "data.train_manifest=x.jsonl", "model.rnn_type=tcn", cwd=tmp_path),
                           "model.rnn_type='tcn': choose from gru, lstm, rnn")
+
+
+def test_checkpoint_folder_is_checked_before_training(tmp_path):
+    """checkpoint.directory naming a file failed only when the first epoch was trained and saved."""
+    (tmp_path / "taken").write_text("a file")
+    result = run("train.py", "data.train_manifest=t.jsonl", "model=ds2_tiny", "checkpoint.directory=taken", cwd=tmp_path)
+    assert_one_line_error(result, "checkpoint.directory=taken is a file, not a folder")
+    assert (tmp_path / "taken").read_text() == "a file"

@@ -191,3 +191,32 @@ def test_batch_select_equals_collating_only_those_rows(clips):
         for name in ("features", "feature_lengths", "targets", "target_lengths", "indices"):
             assert torch.equal(getattr(picked, name), getattr(expected, name)), (rows, name)
     assert len(full.select([])) == 0
+
+
+def test_manifest_in_another_encoding_is_named_with_its_line(tmp_path):
+    """A manifest saved as Latin-1 was a bare 'utf-8 codec can't decode' naming no file."""
+    path = tmp_path / "latin.jsonl"
+    good = json.dumps({"audio_filepath": "a.wav", "text": "a"})
+    path.write_bytes((good + "\n" + '{"audio_filepath": "b.wav", "text": "caf\xe9"}\n').encode("latin-1"))
+    with pytest.raises(ManifestError) as caught:
+        read_manifest(str(path))
+    assert str(caught.value) == f"{path} line 2: manifest is not UTF-8 text (byte 0xe9); save it as UTF-8"
+
+
+def test_missing_audio_is_unreadable_and_can_be_left_out(tmp_path):
+    """A file that went missing stops reading with its name, or with a `skipped` mapping is left out and listed."""
+    sf.write(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32), 16000)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really")
+    lines = [{"audio_filepath": "a.wav", "text": "one"}, {"audio_filepath": "gone.wav", "text": "two"},
+             {"audio_filepath": "bad.wav", "text": "three"}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(ManifestError, match=f"line 2: audio file not found: {tmp_path / 'gone.wav'}$"):
+        read_manifest(str(tmp_path / "m.jsonl"))
+    skipped = {}
+    entries = read_manifest(str(tmp_path / "m.jsonl"), skipped)
+    assert [entry.text for entry in entries] == ["one"]
+    assert sorted(skipped) == [str(tmp_path / "bad.wav"), str(tmp_path / "gone.wav")]
+    assert "line 3" in skipped[str(tmp_path / "bad.wav")]
+    (tmp_path / "none.jsonl").write_text(json.dumps(lines[1]) + "\n")
+    with pytest.raises(ManifestError, match=r"manifest has no entries \(1 left out as unreadable\)"):
+        read_manifest(str(tmp_path / "none.jsonl"), {})

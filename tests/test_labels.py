@@ -49,3 +49,17 @@ def test_original_uppercase_labels_normalise_to_uppercase():
 def test_invalid_alphabets(labels):
     with pytest.raises(ValueError):
         Alphabet(labels=labels)
+
+
+def test_labels_file_faults_name_the_file(tmp_path):
+    """A missing, non-JSON or non-UTF-8 labels file was a bare OSError / JSON / codec error."""
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'none.json'}: labels file not found$"):
+        Alphabet.from_json(str(tmp_path / "none.json"))
+    with pytest.raises(ValueError, match=f"^{tmp_path}: is a folder, not a labels file$"):
+        Alphabet.from_json(str(tmp_path))
+    (tmp_path / "text.json").write_text("_ a b c\n")
+    with pytest.raises(ValueError, match=r"text.json: labels file is not JSON \(.*line 1\); expected a JSON list"):
+        Alphabet.from_json(str(tmp_path / "text.json"))
+    (tmp_path / "latin.json").write_bytes('["_", "\xe9"]'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.json: labels file is not UTF-8 text"):
+        Alphabet.from_json(str(tmp_path / "latin.json"))

@@ -311,7 +311,8 @@ def test_threshold_decides_an_inexact_transcript(archive, tmp_path):
 
 def test_script_rejects_negative_thresholds(archive, tmp_path):
     result = run_script("--archive", archive, "--target-dir", str(tmp_path / "o"), "--min-margin", "-1")
-    assert result.returncode == 1 and result.stderr.startswith("error: alignment thresholds must not be negative")
+    assert result.returncode == 2 and result.stderr.startswith("error: argument --min-margin: -1 is not at least 0")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 # ---------------------------------------------------------------- pieces

@@ -155,16 +155,24 @@ def test_unreadable_files_can_be_left_out_from_the_command_line(speech_corpus, t
         manifest.write(json.dumps({"audio_filepath": str(tmp_path / "nan.wav"), "text": lines[0]["text"]}) + "\n")
     stopped = run("test.py", "test_manifest=m.jsonl", "num_workers=2", cwd=tmp_path)
     assert stopped.returncode != 0 and "nan.wav: audio contains NaN" in stopped.stderr.strip().splitlines()[-1]
+    # a file that went missing is unreadable too: named when it stops the run, left out with the others
+    with open(tmp_path / "m.jsonl", "a") as manifest:
+        manifest.write(json.dumps({"audio_filepath": str(tmp_path / "gone.wav"), "text": lines[0]["text"]}) + "\n")
+    stopped = run("test.py", "test_manifest=m.jsonl", "num_workers=2", cwd=tmp_path)
+    assert stopped.returncode != 0
+    assert stopped.stderr.strip().splitlines()[-1].endswith(f"audio file not found: {tmp_path / 'gone.wav'}")
     tested = run("test.py", "test_manifest=m.jsonl", "num_workers=2", "skip_unreadable=true", cwd=tmp_path)
     assert tested.returncode == 0, tested.stderr
     report = json.loads(tested.stdout.strip().splitlines()[-1])
-    assert report["skipped"] == 1 and report["utterances"] == len(lines)
+    assert report["skipped"] == 2 and report["utterances"] == len(lines)
     trained = run("train.py", "data.train_manifest=m.jsonl", "model=ds2_tiny", "epochs=1", "data.batch_size=7",
                   "data.num_workers=2", "data.skip_unreadable=true", "log_dir=null", "checkpoint.directory=ck",
                   cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     summary = json.loads(trained.stdout.strip().splitlines()[-1])
-    assert summary["skipped_unreadable"] == 1 and summary["steps"] == 1
+    assert summary["skipped_unreadable"] == 2 and summary["steps"] == 1
+    listed = [json.loads(line) for line in open(tmp_path / "ck" / "skipped_utterances.jsonl")]
+    assert sorted(os.path.basename(item["audio_filepath"]) for item in listed) == ["gone.wav", "nan.wav"]
 
 
 def test_scores_per_source_from_a_manifest_field(speech_corpus, tmp_path):

@@ -403,6 +403,12 @@ BAD_REQUESTS = {
     "form and query disagree": (lambda u: dict(files={"file": ("a.wav", wav(u), "audio/wav")},
                                                params={"word_timings": "true"}, data={"word_timings": "false"}),
                                 422, "invalid_parameter", "differs"),
+    "unknown query parameter (was ignored)": (lambda u: dict(files={"file": ("a.wav", wav(u), "audio/wav")},
+                                                             params={"vad": "false"}),
+                                              422, "invalid_parameter", "unknown query parameter 'vad'"),
+    "misspelt form field (was ignored)": (lambda u: dict(files={"file": ("a.wav", wav(u), "audio/wav")},
+                                                         data={"decoder_type": "beam"}),
+                                          422, "invalid_parameter", "unknown form field 'decoder_type'"),
 }
 
 
@@ -567,7 +573,7 @@ def test_openapi_page_documents_the_api(main):
     fields = schema["components"]["schemas"]["TranscriptionResponse"]["properties"]
     assert {"transcript", "words", "duration", "processing_time", "model", "decoder"} <= set(fields)
     assert "text/plain; version=0.0.4" in schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
-    assert set(schema["paths"]) == {"/transcribe", "/health", "/ready", "/metrics"}
+    assert set(schema["paths"]) == {"/transcribe", "/health", "/ready", "/metrics", "/v1/audio/transcriptions"}
 
 
 def test_schemathesis_finds_no_server_errors_or_undocumented_responses(main, tmp_path):

@@ -11,7 +11,6 @@ audio is printed; room reverb is timed with its rooms already simulated (as in t
 each worker simulates a room once) and the simulation of one room is timed apart.
 """
 
-import argparse
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from deepspeech_pytorch.cli import ArgumentParser
 from deepspeech_pytorch.audio import AudioError, load_audio, write_audio
 from deepspeech_pytorch.augment import (BabbleAugmentConfig, ChannelAugmentConfig, RoomAugmentConfig, RoomReverb,
                                         SilenceAugmentConfig, WaveformAugmenter)
@@ -64,7 +64,7 @@ def augmenter(settings: dict) -> WaveformAugmenter:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("audio", help="an utterance (any format load_audio reads)")
     parser.add_argument("--output", help="folder for the previews")
     parser.add_argument("--noise-dir", help="folder of noise/music clips for the noise effect")

@@ -7,15 +7,15 @@ files of checkpoint.keep_every_epoch=true) average best; the result loads like a
 (test.py model_path=..., tools/bundle_model.py --checkpoint ...).
 """
 
-import argparse
 import sys
 from typing import List, Optional
 
+from deepspeech_pytorch.cli import ArgumentParser
 from deepspeech_pytorch.checkpoint import CheckpointError, average_checkpoints, save_checkpoint
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", help="checkpoints of one model, oldest first")
     parser.add_argument("--output", required=True, help="where to write the averaged checkpoint")
     args = parser.parse_args(argv)

@@ -6,11 +6,11 @@ python tools/bundle_model.py --checkpoint datasets/gpu/stage3/best.pt --lm lm/lm
     --lexicon lm/lm.lexicon.txt --alpha 0.8 --beta -1 --beam-size 500 --samples-manifest datasets/synthetic10h/test.jsonl
 """
 
-import argparse
 import json
 import sys
 from typing import List, Optional
 
+from deepspeech_pytorch.cli import ArgumentParser
 from deepspeech_pytorch.bundle import Sample, bundle_model
 from deepspeech_pytorch.checkpoint import CheckpointError
 from deepspeech_pytorch.datasets import ManifestError, read_manifest
@@ -30,7 +30,7 @@ def pick_samples(manifest: str, count: int, min_seconds: float, max_seconds: flo
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--output-dir", default=PRETRAINED_DIR)
     parser.add_argument("--name", default="default", help="file stem: default.pt is what load_model() loads")

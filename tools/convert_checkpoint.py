@@ -9,22 +9,31 @@ and the original deepspeech.pytorch's checkpoints (PyTorch Lightning .ckpt and t
 model's shape comes from the weights, and the result is checked by building the model before it is written.
 """
 
-import argparse
+import os
 import sys
 from typing import List, Optional
 
+from deepspeech_pytorch.cli import ArgumentParser
 from deepspeech_pytorch.checkpoint import CheckpointError, save_checkpoint
 from deepspeech_pytorch.conversion import convert_checkpoint
 from deepspeech_pytorch.labels import Alphabet
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="the file to convert")
     parser.add_argument("--output", required=True, help="where to write the converted checkpoint")
     parser.add_argument("--labels", help="JSON list of the model's labels, blank first (default: those stored, "
                                          "else the default alphabet for a 29-class model)")
     args = parser.parse_args(argv)
+    if os.path.isdir(args.output):
+        print(f"error: --output {args.output} is a folder; give the file to write, e.g. "
+              f"{os.path.join(args.output, 'converted.pt')}", file=sys.stderr)
+        return 1
+    if os.path.exists(args.output) and os.path.samefile(args.output, args.checkpoint):
+        print(f"error: --output {args.output} is the file being converted; write the result to a new file",
+              file=sys.stderr)
+        return 1
     try:
         labels = Alphabet.from_json(args.labels).labels if args.labels else None
         state = convert_checkpoint(args.checkpoint, labels)

@@ -10,6 +10,7 @@ from typing import Callable, Dict
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from deepspeech_pytorch.cli import number
 from deepspeech_pytorch.corpora import CorpusError
 from deepspeech_pytorch.corpora.convert import DurationLimits
 from deepspeech_pytorch.corpora.download import Checksum
@@ -25,9 +26,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, target_dir: str) -> No
     """--target-dir, duration limits, --workers, --labels and --quiet."""
     parser.add_argument("--target-dir", default=target_dir,
                         help="folder for downloads, unpacked files, WAVs and manifests (default: %(default)s)")
-    parser.add_argument("--min-duration", type=float, default=0.0, help="drop utterances shorter than this (seconds)")
-    parser.add_argument("--max-duration", type=float, default=None, help="drop utterances longer than this (seconds)")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+    parser.add_argument("--min-duration", type=number(float, low=0), default=0.0,
+                        help="drop utterances shorter than this (seconds)")
+    parser.add_argument("--max-duration", type=number(float, above=0), default=None,
+                        help="drop utterances longer than this (seconds)")
+    parser.add_argument("--workers", type=number(int, low=1), default=DEFAULT_WORKERS,
                         help="parallel conversions (and downloads, where there are several) (default: %(default)s)")
     parser.add_argument("--labels", default=None,
                         help="JSON list of labels (blank first) to normalise transcripts with "
