@@ -220,6 +220,30 @@ def test_vosk_style_client_with_float_rate_and_spaced_eof(server, offline):
     assert " ".join(t for t in texts if t) == offline["greedy", sample(2)].text
 
 
+def test_streaming_model_path_gives_the_streams_their_own_model(tmp_path, offline):
+    """The server's model is an untrained tiny one; streaming.model_path=<the bundled model> serves the streams."""
+    from test_checkpoint import tiny_checkpoint
+
+    tiny_checkpoint(tmp_path / "tiny.pt")
+    started = Server(tmp_path / "server", str(tmp_path / "tiny.pt"), f"streaming.model_path={default_model_path()}")
+    try:
+        started.wait_ready()
+        started.ws_url = f"ws://127.0.0.1:{started.port}/ws/transcribe"
+        messages, code, _ = stream(started, pcm_of(sample(2)))
+        assert code == 1000 and finals_of(messages)[0]["text"] == offline["greedy", sample(2)].text
+        upload = httpx.post(started.url + "/transcribe", files={"file": ("a.wav", open(sample(2), "rb").read())},
+                            timeout=60)
+        assert upload.status_code == 200 and upload.json()["transcript"] != offline["greedy", sample(2)].text
+    finally:
+        started.stop()
+    missing = subprocess.run([sys.executable, os.path.join(ROOT, "server.py"), f"model_path={tmp_path / 'tiny.pt'}",
+                              f"streaming.model_path={tmp_path / 'nowhere.pt'}"], capture_output=True, text=True,
+                             timeout=120, cwd=tmp_path)
+    assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0, missing.stderr
+    assert missing.stderr.startswith("error: ") and "nowhere.pt" in missing.stderr and "streaming.model_path" in \
+        missing.stderr
+
+
 # ---- limits and malformed messages ---------------------------------------------------------------------
 
 def test_streams_past_max_streams_are_refused_with_1013_until_one_ends(server):

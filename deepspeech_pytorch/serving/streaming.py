@@ -294,8 +294,7 @@ class StreamingEndpoint:
         if self.limits.model_path is not None:
             from deepspeech_pytorch.inference import load_model
 
-            device = next(loaded.model.parameters()).device
-            loaded = await asyncio.to_thread(load_model, self.limits.model_path, device)
+            loaded = await asyncio.to_thread(load_model, self.limits.model_path, self.settings.device)
             logger.info("streams use %s (streaming.model_path)", self.limits.model_path)
         if self.factory is None:
             from deepspeech_pytorch.streaming import StreamingTranscriber
