@@ -49,7 +49,15 @@ Abjure \\Ab*jure"\\, v. t. [imp. & p. p. {Abjured}.] [L.
       [1913 Webster]
 """
 
-DEVIL = """ABSURDITY, n.  A statement or belief manifestly inconsistent with
+DEVIL = """00-database-short
+     The Devil's Dictionary (1881-1906)
+The original data was distributed with the notice shown below.
+
+                              PREFACE
+
+_The Devil's Dictionary_ was begun in a weekly paper in 1881.
+
+ABSURDITY, n.  A statement or belief manifestly inconsistent with
 one's own opinion.
 
 ACCORD, n.  Harmony.
@@ -69,6 +77,19 @@ CATACLYSM = [{"type": "talk_topic", "id": "TALK_COP",
               "dynamic_line": "I was watching the station when things went sideways.",
               "responses": [{"text": "What are you doing here?", "topic": "TALK_DONE"},
                             {"text": {"str": "Got any food?"}, "topic": "TALK_DONE"}]}]
+
+FREEDROID_DIALOG = r"""local Npc = FDrpg.get_npc()
+return {
+	FirstTime = function()
+		Npc:says(_"I am ready. Open the tunnels for me, Dixon.")
+		Tux:says(_"You Linarians see the world similar to the [b]HUD[/b], used in \"games\".")
+	end,
+	{
+		id = "node0",
+		text = _"Welcome to %s!",
+	},
+}
+"""
 
 KJV_OUTPUT = """Ge1:1 In the beginning God created the heaven and the earth.
 Ge1:2 And the earth was without form, and void.
@@ -109,6 +130,10 @@ def write_debian_fixture(root):
     npcs = root / lm_text.CATACLYSM_NPC_DIR / "robofac"
     npcs.mkdir(parents=True)
     (npcs / "TALK_COP.json").write_text(json.dumps(CATACLYSM), encoding="utf-8")
+    dialogs = root / lm_text.FREEDROID_DIR / "storyline" / "act1" / "dialogs"
+    dialogs.mkdir(parents=True)
+    (dialogs / "Dixon.lua").write_text(FREEDROID_DIALOG, encoding="utf-8")
+    (root / lm_text.FREEDROID_DIR / "storyline" / "act1" / "events.lua").write_text('x = _"Not a dialog."')
 
 
 def write_manifest(path, texts):
@@ -118,7 +143,7 @@ def write_manifest(path, texts):
 
 
 FIXTURE_SOURCES = ("fortunes", "wordnet-examples", "wordnet-glosses", "gcide-quotations", "gcide-definitions",
-                   "devil", "endless-sky", "cataclysm")
+                   "devil", "endless-sky", "cataclysm", "freedroidrpg")
 
 
 @pytest.fixture
@@ -179,6 +204,9 @@ def test_each_source_reads_its_package_files(debian_root):
     assert not any("Copyright" in text for text in sky)
     assert sorted(lm_text.read_cataclysm(root)) == \
         ["Got any food?", "I was watching the station when things went sideways.", "What are you doing here?"]
+    assert list(lm_text.read_freedroid(root)) == [
+        "I am ready. Open the tunnels for me, Dixon.",
+        'You Linarians see the world similar to the HUD, used in "games".', "Welcome to %s!"]
 
 
 def test_bible_outputs_are_parsed():
@@ -226,6 +254,7 @@ def test_corpus_keeps_no_evaluation_sentence_and_lists_training_words(debian_roo
     lines = output.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "mister smith paid five dollars for three apples in nineteen eighty four"
     assert "said the vampires' aunt" in " ".join(lines)
+    assert "you linarians see the world similar to the hud used in games" in lines
     assert len(lines) == len(set(lines)) == result.sentences
     assert "he needs a car to get to work" in lines and "the zeppelin landed" in lines
     assert "hi there" in lines and "you couldn't pilot your way out of a paper bag" in lines
