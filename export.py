@@ -1,5 +1,6 @@
 """Export a model for deployment and check each file against it: python export.py model_path=best.pt
-output_dir=exported formats=[onnx,torchscript,torchscript_int8] (default: the bundled model, checked on its samples)"""
+output_dir=exported formats=[onnx,onnx_int8,torchscript,torchscript_int8] calibration_audio=calib/ (default: the bundled
+model, checked and calibrated on its samples)"""
 import hydra
 
 from deepspeech_pytorch.cli import command_line, run_export

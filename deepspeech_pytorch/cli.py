@@ -478,6 +478,18 @@ def run_benchmark(config: DictConfig) -> Any:
     c = validate(config, BenchmarkConfig)
     from deepspeech_pytorch.benchmarking import benchmark, format_table, throughput
 
+    if c.mode == "profile":
+        from deepspeech_pytorch.audio import load_audio
+        from deepspeech_pytorch.inference import PRETRAINED_DIR, load_model, resolve_device
+        from deepspeech_pytorch.profiling import format_profile, profile
+
+        loaded = load_model(c.model_path, resolve_device(c.device))
+        clips = [load_audio(path, loaded.features.sample_rate)
+                 for path in audio_paths(c.profile_audio or os.path.join(PRETRAINED_DIR, "samples"))]
+        result = profile(loaded, clips, c.seconds, list(c.profile_batch_sizes), c.warmup, c.repeats)
+        print(format_profile(result), flush=True)
+        print(json.dumps(result))
+        return result
     if c.mode == "throughput":
         rows = throughput(c.preset, list(c.batch_sizes), c.seconds, list(c.precisions), c.device, c.warmup, c.repeats,
                           c.find_largest_batch)
@@ -528,7 +540,9 @@ def run_export(config: DictConfig) -> Any:
 
     setup_logging()
     check = audio_paths(config.check_audio or os.path.join(PRETRAINED_DIR, "samples"))
-    results = export_all(load_model(config.model_path), config.output_dir, check, list(config.formats))
+    calibration = audio_paths(config.calibration_audio) if config.calibration_audio else None
+    results = export_all(load_model(config.model_path), config.output_dir, check, list(config.formats), calibration,
+                         config.static_conv, config.int8_max_cer)
     print(json.dumps(results))
     return results
 

@@ -527,12 +527,12 @@ class TranscribeConfig:
     device: str = checked("auto", Device())
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     chunk_seconds: float = checked(CHUNK_SECONDS, AtLeast(1))  # longer audio is split at quiet points into chunks of at most this
-    word_timings: bool = True
+    word_timings: bool = True  # (txt/srt/vtt always compute word times)
     vad: bool = True  # transcribe only where voice-activity detection hears speech (silence: empty transcript)
     backend: str = checked("auto", OneOf(BACKENDS))  # inference engine; onnxruntime runs without importing torch
     # json: one JSON line per file on stdout; txt | srt | vtt: plain text or subtitles (segments cut at pauses)
     output_format: str = checked("json", OneOf(OUTPUT_FORMATS))
-    output_dir: Optional[str] = checked(None, Path())  # txt/srt/vtt: write <name>.<format> here; null: stdout
+    output_dir: Optional[str] = checked(None, Path())  # write <name>.<format> here; null: stdout (txt/srt/vtt: one input)
 
     def check_together(self, name: Callable[[str], str]) -> None:
         _beam_only(self.decoder, name)
@@ -540,8 +540,9 @@ class TranscribeConfig:
 
 @dataclass
 class BenchmarkConfig:
-    # speed: step time and RTF at one batch size | throughput: a table over batch sizes
-    mode: str = checked("speed", OneOf(("speed", "throughput")))
+    # speed: step time and RTF at one batch size | throughput: a table over batch sizes | profile: FLOPs and
+    # parameters per layer, time per stage (model_path, or the bundled model)
+    mode: str = checked("speed", OneOf(("speed", "throughput", "profile")))
     preset: str = checked("ds2_small", PRESET)  # random weights of this preset...
     model_path: Optional[str] = checked(None, Path())  # ...or this checkpoint (speed mode)
     bundled: bool = False  # ...or the bundled default model (speed mode)
@@ -553,6 +554,8 @@ class BenchmarkConfig:
     batch_sizes: List[int] = checked_list(lambda: [1, 2, 4, 8, 16], ListOf(AtLeast(1)))  # throughput mode
     precisions: List[str] = checked_list(lambda: ["fp32", "bf16"], ListOf(OneOf(PRECISION_NAMES)))  # throughput mode
     find_largest_batch: bool = False  # throughput mode, CUDA only
+    profile_batch_sizes: List[int] = checked_list(lambda: [1, 8], ListOf(AtLeast(1)))  # profile mode
+    profile_audio: Any = checked(None, Paths())  # profile mode: speech clips, cut or repeated to `seconds`; null: the bundled samples
 
     def check_together(self, name: Callable[[str], str]) -> None:
         if self.mode == "throughput" and (self.model_path is not None or self.bundled):
@@ -610,10 +613,14 @@ class NoiseInjectConfig:
 class ExportConfig:
     model_path: Optional[str] = checked(None, Path())  # null: the bundled default model
     output_dir: str = checked("exported", Path())
-    # onnx (ONNX Runtime, opset 17) | torchscript (traced, for mobile/C++) | torchscript_int8 (dynamic int8)
-    formats: List[str] = checked_list(lambda: ["onnx", "torchscript", "torchscript_int8"],
-                                      ListOf(OneOf(("onnx", "torchscript", "torchscript_int8"))))
+    # onnx (ONNX Runtime, opset 17) | onnx_int8 (ONNX Runtime quantization) | torchscript (traced, for mobile/C++)
+    # | torchscript_int8 (static int8 convolutions, dynamic int8 recurrent and linear layers)
+    formats: List[str] = checked_list(lambda: ["onnx", "onnx_int8", "torchscript", "torchscript_int8"],
+                                      ListOf(OneOf(("onnx", "onnx_int8", "torchscript", "torchscript_int8"))))
     check_audio: Any = checked(None, Paths())  # files the export must reproduce; null: the bundled samples
+    calibration_audio: Any = checked(None, Paths())  # int8 convolutions' activation ranges; null: the check audio
+    static_conv: bool = True  # int8 formats: statically quantized (calibrated) convolutions; false: they stay fp32
+    int8_max_cer: float = checked(0.02, Between(0.0, 1.0))  # int8 greedy transcripts may differ from fp32's by this CER
 
 
 SCHEMAS: Dict[str, type] = {"train": TrainConfig, "eval": EvalConfig, "transcribe": TranscribeConfig,
