@@ -4,6 +4,7 @@ python benchmark.py preset=ds2_original batch_size=8 seconds=5          # traini
 python benchmark.py bundled=true                                         # the same for the bundled model
 python benchmark.py mode=throughput batch_sizes=[1,4,16] precisions=[fp32,bf16]
 torchrun --nproc_per_node=2 benchmark.py mode=throughput                 # the same under DDP
+python benchmark.py mode=profile                                         # FLOPs per layer, time per stage (bundled model)
 """
 import hydra
 
