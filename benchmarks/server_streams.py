@@ -77,7 +77,7 @@ async def one_stream(url: str, pcm: bytes, delay: float, speed: float, decoder: 
 
     finals = await stream_audio(url, paced(), SAMPLE_RATE, decoder=decoder, on_message=note)
     return {"start": timeline["start"], "end": timeline["end"], "last": arrivals[-1][0],
-            "finals": [(at, m) for at, m in arrivals if "text" in m], "text": " ".join(f["text"] for f in finals)}
+            "finals": [(at, m) for at, m in arrivals if "text" in m], "text": " ".join(f["text"] for f in finals if f["text"])}
 
 
 async def level(url: str, pcm: bytes, streams: int, decoder: str) -> List[Dict[str, Any]]:
