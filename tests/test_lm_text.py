@@ -315,3 +315,73 @@ def test_keep_words_survive_the_vocabulary_limit(tmp_path):
                               "--output-dir", str(tmp_path / "x"), "--keep-words", str(tmp_path / "none.txt")],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "none.txt" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# ---- benchmarks/lm_compare.py ----------------------------------------------------------------------------
+
+SENTENCES = ["the cat sat on the mat", "the dog ate a bone", "a red hat", "an ice cream cone"]
+HEARD = ["the cat sat on the hat", "the dog ate a cone", "a red mat", "an ice cream bone"]  # one letter wrong each
+
+
+def heard_log_probs(reference, heard):
+    """(time, classes): each letter of `heard` for 2 frames then a blank, the reference's letter a close second."""
+    import torch
+
+    frames = []
+    for want, got in zip(reference, heard):
+        for _ in range(2):
+            row = torch.full((len(ALPHABET),), 1e-3)
+            row[ALPHABET.labels.index(got)] = 1.0
+            if want != got:
+                row[ALPHABET.labels.index(want)] = 0.6
+            frames.append(row)
+        blank = torch.full((len(ALPHABET),), 1e-3)
+        blank[0] = 1.0
+        frames.append(blank)
+    probs = torch.stack(frames)
+    return (probs / probs.sum(-1, keepdim=True)).log()
+
+
+def test_lm_compare_tunes_on_val_and_scores_test(tmp_path):
+    import torch
+
+    try:
+        lm.find_kenlm_binary("lmplz")
+    except lm.KenLMMissing as error:
+        pytest.fail(f"{error} (CI builds KenLM before the tests)")
+    outputs = {}
+    for split, pairs in (("val", list(zip(SENTENCES[:2], HEARD[:2]))), ("test", list(zip(SENTENCES[2:], HEARD[2:])))):
+        utterances = [{"log_probs": heard_log_probs(r, h), "reference": r, "audio_filepath": f"{i}.wav"}
+                      for i, (r, h) in enumerate(pairs)]
+        outputs[split] = tmp_path / f"{split}.pt"
+        torch.save({"labels": list(ALPHABET.labels), "seconds_per_frame": 0.02, "utterances": utterances},
+                   outputs[split])
+    good_text = tmp_path / "good.txt"
+    good_text.write_text("\n".join(SENTENCES * 3) + "\n")
+    poor_text = tmp_path / "poor.txt"  # every word, none in the right company
+    poor_text.write_text("the hat ate a mat\nthe cone sat on the bone\na red cat\nan ice cream dog\n" * 3)
+    good = lm.build_language_model([str(good_text)], str(tmp_path / "good"), order=3, memory="64M")
+    poor = lm.build_language_model([str(poor_text)], str(tmp_path / "poor"), order=3, memory="64M")
+    bundle = tmp_path / "bundle.lm.json"  # the bundle's format, names relative to its folder
+    bundle.write_text(json.dumps({"path": "poor/lm.arpa", "lexicon_path": "poor/lm.lexicon.txt",
+                                  "alpha": 0.5, "beta": 0.0, "beam_size": 50}))
+    results = tmp_path / "compare.json"
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "lm_compare.py"),
+                             "--split", f"toy={outputs['val']},{outputs['test']}",
+                             "--lm", f"good={good.path},{good.lexicon}", "--lm", f"poor={bundle}",
+                             "--alpha", "0", "2", "3", "--beta", "0", "1", "2", "--beam-size", "50", "--workers", "1",
+                             "--results", str(results)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = {row["lm"]: row for row in json.load(open(results))["rows"]}
+    assert rows["greedy"]["test_wer"] == pytest.approx(2 / 7)  # "a red mat", "an ice cream bone"
+    assert rows["good"]["val_wer"] == 0 and rows["good"]["test_wer"] == 0 and rows["good"]["alpha"] > 0
+    assert rows["good"]["test_oov"] == 0 and rows["good"]["test_perplexity"] < rows["poor"]["test_perplexity"]
+    assert rows["poor"]["fixed_alpha"] == 0.5 and "fixed_test_wer" in rows["poor"]
+    assert len(rows["good"]["grid"]) == 6
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("| split | LM |") and len(lines) == 2 + 3
+    assert lines[3].startswith("| toy | good |") and "0.0% (0.0%)" in lines[3]
+    missing = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "lm_compare.py"),
+                              "--split", f"toy={tmp_path / 'none.pt'},{outputs['test']}", "--lm", f"poor={bundle}"],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "none.pt" in missing.stderr and "Traceback" not in missing.stderr
