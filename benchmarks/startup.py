@@ -6,7 +6,7 @@ python benchmarks/startup.py [--onnx MODEL.onnx] [--audio FILE] [--repeats 5] [-
 
 Without --onnx the bundled model is exported to a temporary folder first (needs torch and onnx). The runs are
 interleaved (torch, onnxruntime, torch, ...) so both backends see the same machine load; the table gives the
-median and the best run. Peak RSS is the child's ru_maxrss from wait4, the number `/usr/bin/time -v` prints
+median and the best run, and the CPU seconds (user + system, less sensitive to other load on the machine). Peak RSS is the child's ru_maxrss from wait4, the number `/usr/bin/time -v` prints
 as "Maximum resident set size".
 """
 import argparse
@@ -25,8 +25,8 @@ DEFAULT_AUDIO = os.path.join(PRETRAINED, "samples", "sample4.wav")  # 5.2 s
 IMPORTS = ("hydra", "torch", "onnxruntime", "deepspeech_pytorch.inference")
 
 
-def run(command: Sequence[str]) -> Tuple[float, float, int]:
-    """(wall seconds, peak RSS in MB, exit status) of one process."""
+def run(command: Sequence[str]) -> Tuple[float, float, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds: user + system) of one process."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -35,7 +35,7 @@ def run(command: Sequence[str]) -> Tuple[float, float, int]:
     if process.returncode != 0:
         sys.exit(f"error: {' '.join(command)} failed: {process.stderr.read().decode()[-500:]}")
     process.stderr.close()
-    return wall, usage.ru_maxrss / 1024, process.returncode
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def export_bundled(folder: str) -> str:
@@ -72,25 +72,25 @@ def main() -> None:
         args.onnx = export_bundled(folder)
     try:
         models = {"torch": args.checkpoint, "onnxruntime": args.onnx}
-        results: Dict[Tuple[str, str], List[Tuple[float, float]]] = {}
+        results: Dict[Tuple[str, str], List[Tuple[float, float, float]]] = {}
         for _ in range(args.repeats):
             for decoder in args.decoders:
                 for backend, model in models.items():
                     command = [sys.executable, os.path.join(ROOT, "transcribe.py"), f"model_path={model}",
                                args.audio, f"decoder.type={decoder}", f"backend={backend}"]
-                    wall, rss, _ = run(command)
-                    results.setdefault((backend, decoder), []).append((wall, rss))
+                    results.setdefault((backend, decoder), []).append(run(command))
         costs = import_costs(args.repeats)
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
     print(f"transcribe.py on {os.path.basename(args.audio)}, {args.repeats} interleaved runs each, "
           f"{os.cpu_count()} CPUs")
-    print(f"{'backend':<12} | {'decoder':<7} | {'wall median s':>13} | {'wall best s':>11} | {'peak RSS MB':>11}")
+    print(f"{'backend':<12} | {'decoder':<7} | {'wall median s':>13} | {'wall best s':>11} | {'CPU median s':>12} | "
+          f"{'peak RSS MB':>11}")
     for (backend, decoder), runs in results.items():
-        walls = [wall for wall, _ in runs]
+        walls = [wall for wall, _, _ in runs]
         print(f"{backend:<12} | {decoder:<7} | {statistics.median(walls):>13.2f} | {min(walls):>11.2f} | "
-              f"{max(rss for _, rss in runs):>11.0f}")
+              f"{statistics.median(cpu for _, _, cpu in runs):>12.2f} | {max(rss for _, rss, _ in runs):>11.0f}")
     print("\nimport alone (best run, seconds over a bare interpreter)")
     for name, seconds in costs.items():
         print(f"{name:<30} {seconds:6.2f}")

@@ -287,11 +287,15 @@ class Transcriber:
 
     def log_probs(self, features, lengths) -> Tuple[Any, Any]:
         """features (batch, freq, frames) -> log-probabilities (batch, time, classes) and lengths: tensors with
-        the torch backend, numpy arrays with onnxruntime (which also takes tensors)."""
+        the torch backend; with onnxruntime numpy arrays, or CPU tensors when given tensors (test.py's dataset)."""
         if self.backend == "onnxruntime":
             from deepspeech_pytorch.onnx_backend import log_softmax
 
             logits, output_lengths = self.loaded.model(as_numpy(features), as_lengths(lengths))
+            if hasattr(features, "detach"):  # the caller works in torch, so torch is imported already
+                import torch
+
+                return torch.from_numpy(log_softmax(logits)), torch.from_numpy(output_lengths)
             return log_softmax(logits), output_lengths
         import torch
 

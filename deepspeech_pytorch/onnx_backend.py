@@ -46,13 +46,25 @@ def _providers(onnxruntime: Any, device: Optional[str], path: str) -> list:
     return ["CPUExecutionProvider"]
 
 
+def usable_cpus() -> Optional[int]:
+    """CPUs this process may run on when fewer than the machine has (taskset, a container's cpuset), else None.
+    ONNX Runtime sizes its pool by the machine's cores, and threads beyond the usable CPUs only contend."""
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    return allowed if allowed < (os.cpu_count() or allowed) else None
+
+
 def session_options(onnxruntime: Any, threads: Optional[int] = None) -> Any:
     """One inference at a time per session: intra-op threads on the physical cores (ONNX Runtime's own
-    default, or `threads`), no inter-op pool, all graph optimisations."""
+    default; the usable CPUs where the process is restricted to fewer; or `threads`), no inter-op pool,
+    all graph optimisations."""
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1
+    threads = threads or usable_cpus()
     if threads:
         options.intra_op_num_threads = int(threads)
     return options

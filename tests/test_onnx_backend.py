@@ -207,3 +207,15 @@ def test_the_server_serves_an_onnx_model(exported, bundled):
         TranscriptionService(ServerConfig(backend="torch"), load_model(exported))
     with pytest.raises(ValueError, match="backend=onnxruntime runs an exported model"):
         check_settings(ServerConfig(model_path=os.path.join(PRETRAINED_DIR, "default.pt"), backend="onnxruntime"))
+
+
+def test_evaluation_with_an_onnx_model_scores_as_the_checkpoint(exported, bundled, tmp_path):
+    """test.py's path: the dataset's torch features through the ONNX model, outputs kept as tensors."""
+    from deepspeech_pytorch.evaluation import evaluate_manifest
+
+    manifest = os.path.join(PRETRAINED_DIR, "samples", "samples.jsonl")
+    ours = evaluate_manifest(Transcriber(load_model(exported)), manifest, batch_size=2, num_workers=0,
+                             outputs_path=str(tmp_path / "outputs.pt"))
+    theirs = evaluate_manifest(Transcriber(bundled), manifest, batch_size=2, num_workers=0)
+    assert [u["hypothesis"] for u in ours.utterances] == [u["hypothesis"] for u in theirs.utterances]
+    assert ours.counts == theirs.counts and os.path.getsize(tmp_path / "outputs.pt") > 0
