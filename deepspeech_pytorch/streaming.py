@@ -31,17 +31,21 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from deepspeech_pytorch.configs import DecoderConfig
-from deepspeech_pytorch.decoders import Decoder, Hypothesis, WordTiming, build_decoder
+from deepspeech_pytorch.configs import DecoderConfig, FeatureConfig
+from deepspeech_pytorch.decoders import (BeamSearchDecoder, Decoder, GreedyDecoder, Hypothesis, WordTiming,
+                                         build_decoder, words_from_frames)
 from deepspeech_pytorch.inference import ENERGY_FRAME_SECONDS, LoadedModel, Transcriber, Transcription
 from deepspeech_pytorch.vad import CONTEXT as VAD_CONTEXT
 from deepspeech_pytorch.vad import STATE_SIZE as VAD_STATE_SIZE
 from deepspeech_pytorch.vad import VAD_SAMPLE_RATE, VadConfig, model_files
 from deepspeech_pytorch.vad import WINDOW as VAD_WINDOW
+
+if TYPE_CHECKING:  # torch is imported where a model streams, never by utterance mode on the onnxruntime backend
+    from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
@@ -175,10 +179,13 @@ class Recognizer:
     def partial(self) -> str:
         raise NotImplementedError
 
-    def final(self, end: int) -> Hypothesis:
-        """The utterance's result for its first `end` samples (a little after its speech ends: what follows is
-        the silence the endpointer waited through, or the next utterance's start after a cut)."""
+    def final(self, audio: np.ndarray, exact: bool) -> Hypothesis:
+        """The utterance's result. `audio`: the utterance's audio up to a little after its speech ends; fed
+        audio past it is the silence the endpointer waited through, or, with `exact`, the next utterance's start
+        after a cut (which must not be in this result). Sets `heard`: the samples the result is of."""
         raise NotImplementedError
+
+    heard: int = 0
 
 
 class UtteranceRecognizer(Recognizer):
@@ -211,12 +218,228 @@ class UtteranceRecognizer(Recognizer):
             self.decoded_at = self.length
         return self.text
 
-    def final(self, end: int) -> Hypothesis:
-        samples = self.audio()[:end]
-        if len(samples) < self.finals.loaded.features.n_fft:
+    def final(self, audio: np.ndarray, exact: bool) -> Hypothesis:
+        self.heard = len(audio)
+        if len(audio) < self.finals.loaded.features.n_fft:
             return Hypothesis("", [])
-        result = self.finals.transcribe(samples, word_timings=True)
+        result = self.finals.transcribe(audio, word_timings=True)
         return Hypothesis(result.text, result.words)
+
+
+# ---- true streaming: causal features, the model chunk by chunk, incremental decoding ---------------------
+
+CAUSAL_NORMALIZATIONS = ("running", "global", "none")  # feature normalisations that use no future frames
+
+
+class StreamingFeatures:
+    """Features of a stream computed chunk by chunk: the frames `features.spectrogram` gives for the whole
+    stream (same window, filterbank and normalisation functions), for the causal normalisations only (running:
+    each frame normalised by the statistics of the frames up to it; global; none).
+
+    A frame comes out once its whole analysis window has arrived; `final=True` also gives the last frames,
+    whose windows reach past the end of the stream (zeros there, as the one-pass STFT pads them).
+    """
+
+    def __init__(self, config: FeatureConfig, mean: Optional["Tensor"] = None, std: Optional["Tensor"] = None):
+        import torch
+
+        from deepspeech_pytorch import features
+
+        self.config = config
+        self.mode = features.normalization_of(config)
+        if self.mode not in CAUSAL_NORMALIZATIONS:
+            raise ValueError(f"features.normalization={self.mode} looks at the whole utterance and cannot stream; "
+                             f"streaming needs one of {', '.join(CAUSAL_NORMALIZATIONS)}")
+        if mean is None or std is None:
+            mean, std = features.config_statistics(config)
+        if self.mode != "none" and (mean is None or std is None):
+            raise ValueError(f"features.normalization={self.mode} needs the feature statistics stored with the model")
+        self.mean, self.std = mean, std
+        self.window = features.window_for(config)
+        self.filterbank = (features.mel_filterbank(config.n_mels, config.n_fft, config.sample_rate)
+                           if config.kind == "mel" else None)
+        self.hop, self.n_fft = config.hop_length, config.n_fft
+        self.half = self.n_fft // 2  # the one-pass STFT's centring pad
+        self.lead = -(-self.half // self.hop)  # frames recomputed before the first new one: their windows'
+        self.samples = torch.zeros(self.lead * self.hop)  # left context, zeros before the stream
+        self.received = 0  # samples of the stream so far
+        self.next_frame = 0  # the stream's next frame to come out
+        if self.mode == "running":  # statistics so far, with the global prior weighted as prior frames
+            prior = features.RUNNING_PRIOR_FRAMES
+            self.frames = float(prior)
+            self.sums = prior * mean.double()
+            self.squares = prior * (std.double().pow(2) + mean.double().pow(2))
+        self.finished = False
+
+    def accept(self, samples: "Tensor", final: bool = False) -> "Tensor":
+        """samples: the stream's next samples, shape (samples,) float -> its new frames, (freq, frames)."""
+        import torch
+
+        from deepspeech_pytorch import features
+
+        if self.finished:
+            raise ValueError("the stream's features are finished")
+        self.finished = final
+        self.samples = torch.cat([self.samples, samples.float()])
+        self.received += len(samples)
+        last = (self.received // self.hop if final
+                else (self.received + self.half - self.n_fft) // self.hop)  # the last frame complete now
+        count = last + 1 - self.next_frame
+        if count <= 0:
+            return torch.zeros(self.config.num_features, 0)
+        buffered = self.samples[None, :]
+        raw, _ = features.log_spectrogram(buffered, torch.tensor([buffered.shape[1]]), self.config, self.window,
+                                          self.filterbank)
+        raw = raw[:, :, self.lead: self.lead + count]
+        self.samples = self.samples[count * self.hop:]
+        self.next_frame += count
+        lengths = torch.tensor([count])
+        if self.mode == "none":
+            return raw[0]
+        if self.mode == "global":
+            return features.normalize_global(raw, lengths, self.mean.to(raw), self.std.to(raw))[0]
+        mean = self.sums / self.frames  # the running statistics so far are the prior of this chunk's frames
+        std = (self.squares / self.frames - mean.pow(2)).clamp(min=0).sqrt()
+        normalised = features.normalize_running(raw, lengths, mean.to(raw), std.to(raw), prior_frames=self.frames)
+        valid = raw[0].double()
+        self.frames += count
+        self.sums = self.sums + valid.sum(dim=1)
+        self.squares = self.squares + valid.pow(2).sum(dim=1)
+        return normalised[0]
+
+
+class GreedyStream:
+    """Best-path decoding frame by frame: the label path's last label carries from chunk to chunk."""
+
+    def __init__(self, decoder: GreedyDecoder):
+        self.alphabet, self.seconds_per_frame = decoder.alphabet, decoder.seconds_per_frame
+        self.labels: List[int] = []
+        self.starts: List[int] = []
+        self.ends: List[int] = []
+        self.previous = 0  # blank
+        self.frames = 0
+
+    def step(self, log_probs: "Tensor") -> None:
+        """log_probs: (time, classes) of the next frames."""
+        for label in log_probs.argmax(dim=-1).tolist():
+            if label != 0 and label == self.previous:
+                self.ends[-1] = self.frames
+            elif label != 0:
+                self.labels.append(label)
+                self.starts.append(self.frames)
+                self.ends.append(self.frames)
+            self.previous = label
+            self.frames += 1
+
+    def best(self) -> Hypothesis:
+        text = " ".join(self.alphabet.decode(self.labels).split())
+        return Hypothesis(text, words_from_frames(self.labels, self.starts, self.ends, self.alphabet,
+                                                  self.seconds_per_frame))
+
+    def end(self) -> Hypothesis:
+        return self.best()
+
+
+class BeamStream:
+    """flashlight-text's beam search (with the decoder's KenLM and lexicon) fed frame by frame: decode_begin,
+    decode_step per chunk, decode_end; the same search and result as `BeamSearchDecoder.decode_one` on all
+    the frames at once."""
+
+    def __init__(self, decoder: BeamSearchDecoder):
+        self.decoder = decoder
+        self.search = decoder._search()
+        self.search.decode_begin()
+        self.frames = 0
+        self.cached: Optional[Tuple[int, Hypothesis]] = None
+
+    def step(self, log_probs: "Tensor") -> None:
+        if log_probs.shape[0]:
+            import torch
+
+            emissions = log_probs.detach().to("cpu", torch.float32).contiguous()
+            self.search.decode_step(emissions.data_ptr(), emissions.shape[0], emissions.shape[1])
+            self.frames += emissions.shape[0]
+
+    def best(self) -> Hypothesis:
+        """The best hypothesis so far: its complete words, then the letters of a word under way."""
+        if self.cached is None or self.cached[0] != self.frames:
+            if self.frames == 0:
+                return Hypothesis("", [])
+            result = self.search.get_best_hypothesis()
+            hypothesis = self.decoder._hypothesis(result, self.frames)
+            if self.decoder.trie is not None:  # the lexicon's words so far, and the spelling of one under way
+                spelled = [word.word for word in hypothesis.words]
+                done = [self.decoder.words[label] for label in result.words if label >= 0]
+                hypothesis.text = " ".join(done + spelled[len(done):])
+            self.cached = (self.frames, hypothesis)
+        return self.cached[1]
+
+    def end(self) -> Hypothesis:
+        import torch
+
+        if self.decoder.trie is not None and self.frames:  # the closing frame decode_one adds: only '|'
+            closing = torch.full((1, len(self.decoder.alphabet)), -1.0e9)
+            closing[0, self.decoder.space] = 0.0
+            self.search.decode_step(closing.data_ptr(), 1, closing.shape[1])
+        self.search.decode_end()
+        results = self.search.get_all_final_hypothesis() if self.frames else []
+        if not results:
+            return Hypothesis("", [])
+        return self.decoder._hypothesis(results[0], self.frames)
+
+
+def decoder_stream(decoder: Decoder):
+    """An incremental twin of a decoder (greedy or beam search)."""
+    if isinstance(decoder, BeamSearchDecoder):
+        return BeamStream(decoder)
+    if isinstance(decoder, GreedyDecoder):
+        return GreedyStream(decoder)
+    raise ValueError(f"{type(decoder).__name__} has no incremental form for streaming; use greedy or beam")
+
+
+def streams_natively(loaded: LoadedModel) -> bool:
+    """Whether the model runs incrementally: a torch model that can stream (unidirectional DeepSpeech2 with
+    lookahead) over causal features. Other models get utterance mode."""
+    if getattr(loaded, "backend", "torch") != "torch" or not getattr(loaded.model, "can_stream", False):
+        return False
+    from deepspeech_pytorch.features import normalization_of
+
+    return normalization_of(loaded.features) in CAUSAL_NORMALIZATIONS
+
+
+class StreamingRecognizer(Recognizer):
+    """For models that stream: features, model and decoder advance with each new piece of audio."""
+
+    def __init__(self, loaded: LoadedModel, decoder: Decoder):
+        self.loaded, self.decoder = loaded, decoder
+        self.model = loaded.model
+        self.device = next(self.model.parameters()).device
+        self.features = StreamingFeatures(loaded.features)
+        self.state = self.model.initial_state(1)
+        self.decoding = decoder_stream(decoder)
+        self.consumed = 0  # samples fed so far
+
+    def accept(self, samples: np.ndarray, final: bool = False) -> None:
+        import torch
+
+        self.consumed += len(samples)
+        self.heard = self.consumed
+        with torch.inference_mode():
+            frames = self.features.accept(torch.from_numpy(np.ascontiguousarray(samples)), final)
+            logits, self.state = self.model.forward_chunk(frames[None].to(self.device), self.state, final)
+            self.decoding.step(torch.log_softmax(logits[0].float(), dim=-1).cpu())
+
+    def partial(self) -> str:
+        return self.decoding.best().text
+
+    def final(self, audio: np.ndarray, exact: bool) -> Hypothesis:
+        if exact and len(audio) < self.consumed:  # a cut inside what was fed: that part again, on its own
+            again = StreamingRecognizer(self.loaded, self.decoder)
+            again.accept(audio, final=True)
+            self.heard = again.heard
+            return again.decoding.end()
+        self.accept(np.zeros(0, np.float32), final=True)
+        return self.decoding.end()
 
 
 # ---- the stream ------------------------------------------------------------------------------------------
@@ -269,20 +492,22 @@ class StreamingTranscriber:
         self.partial_interval = _check_seconds("partial_interval_seconds", partial_interval_seconds, 0.0)
         self.word_timings = bool(word_timings)
         self.sample_rate: int = loaded.features.sample_rate
+        self.mode = "streaming" if streams_natively(loaded) else "utterance"
         self.vad = StreamingVad(self.sample_rate)
         self.vad_threshold = _check_seconds("vad_threshold", vad_threshold, 0.0)
         self._speaking = False  # the VAD's decision for the last window (with hysteresis)
         self._windows = 0  # VAD windows scored so far
-        self.streaming = False  # true streaming: set up in a later step
         frame_seconds = loaded.features.hop_length / self.sample_rate * loaded.model.time_stride
-        final_decoder = shared_decoder(loaded, decoder, frame_seconds)
+        self.decoder = shared_decoder(loaded, decoder, frame_seconds)
+        if self.mode == "streaming":
+            decoder_stream(self.decoder)  # refuses a decoder without an incremental form now, not at the first word
         chunk = self.max_utterance + 1.0
         # finals: the offline pipeline (VAD inside the utterance included) on the utterance's audio, so a final
         # is what `Transcriber.transcribe` gives for it; partials: the audio so far as it is, without VAD
         self._final_transcriber = Transcriber(loaded, "greedy", chunk_seconds=chunk, batch_size=1, vad=True)
-        self._final_transcriber.decoder = final_decoder
+        self._final_transcriber.decoder = self.decoder
         self._partial_transcriber = Transcriber(loaded, "greedy", chunk_seconds=chunk, batch_size=1, vad=False)
-        self._partial_transcriber.decoder = final_decoder
+        self._partial_transcriber.decoder = self.decoder
         # the stream
         self._leftover = np.zeros(0, np.float32)  # samples past the last whole VAD window
         self._position = 0  # samples of the stream consumed by the VAD so far
@@ -290,6 +515,7 @@ class StreamingTranscriber:
         self._recognizer: Optional[Recognizer] = None
         self._start = 0  # the current utterance's first sample in the stream
         self._audio: List[np.ndarray] = []  # its audio (kept for a cut at max_utterance_seconds)
+        self._unfed: List[np.ndarray] = []  # its audio not yet given to the recognizer
         self._length = 0  # its samples so far
         self._last_speech = 0  # the end of its last speech window, in samples from its start
         self._finished = False
@@ -304,6 +530,8 @@ class StreamingTranscriber:
         samples = self._check(samples)
         finals: List[Transcription] = []
         self._windows_of(samples, self.vad.probabilities(samples), finals)
+        if self._recognizer is not None:
+            self._feed()
         partial = self._recognizer.partial() if self._recognizer is not None else ""
         return StreamUpdate(partial, finals)
 
@@ -349,6 +577,8 @@ class StreamingTranscriber:
         return samples
 
     def _new_recognizer(self) -> Recognizer:
+        if self.mode == "streaming":
+            return StreamingRecognizer(self.loaded, self.decoder)
         return UtteranceRecognizer(self._partial_transcriber, self._final_transcriber, self.partial_interval,
                                    PARTIAL_COST_FRACTION)
 
@@ -356,7 +586,14 @@ class StreamingTranscriber:
         if len(samples):
             self._audio.append(samples)
             self._length += len(samples)
-            self._recognizer.accept(samples)
+            self._unfed.append(samples)
+
+    def _feed(self) -> None:
+        """Give the recognizer the audio added since it was last fed, in one piece (one model call per
+        `accept_audio`, not one per VAD window)."""
+        if self._unfed:
+            self._recognizer.accept(np.concatenate(self._unfed) if len(self._unfed) > 1 else self._unfed[0])
+            self._unfed = []
 
     def _windows_of(self, samples: np.ndarray, probabilities: np.ndarray, finals: List[Transcription]) -> None:
         """Hand the stream's audio on, one scored VAD window at a time."""
@@ -397,19 +634,27 @@ class StreamingTranscriber:
     def _begin(self, start: int, context: np.ndarray) -> None:
         self._recognizer = self._new_recognizer()
         self._start = start
-        self._audio, self._length, self._last_speech = [], 0, 0
+        self._audio, self._unfed, self._length, self._last_speech = [], [], 0, 0
         self._add(context)
 
-    def _finalise(self, end: int, finals: List[Transcription]) -> None:
-        """End the utterance under way at `end` samples from its start; what follows it is kept as context."""
-        hypothesis = self._recognizer.final(end)
+    def _finalise(self, end: int, finals: List[Transcription], exact: bool = False) -> None:
+        """End the utterance under way at `end` samples from its start; what follows it is kept as context.
+        `exact`: what follows belongs to the next utterance (a cut), not to this one's result."""
+        fed = self._length - sum(len(piece) for piece in self._unfed)
+        if not exact:
+            self._feed()
+        elif end > fed:  # a cut: the recognizer gets the audio up to it, none past it
+            self._recognizer.accept(np.concatenate(self._unfed)[: end - fed])
+        self._unfed = []
+        self._audio = [np.concatenate(self._audio)] if len(self._audio) > 1 else self._audio
+        audio = self._audio[0] if self._audio else np.zeros(0, np.float32)
+        hypothesis = self._recognizer.final(audio[:end], exact)
         offset = self._start / self.sample_rate
-        duration = end / self.sample_rate
+        duration = self._recognizer.heard / self.sample_rate  # what the result is of
         if hypothesis.text:
             words = [WordTiming(w.word, offset + min(w.start, duration), offset + min(w.end, duration))
                      for w in hypothesis.words] if self.word_timings else []
             finals.append(Transcription(hypothesis.text, words, duration))
-        audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
         keep = int(PRE_ROLL_SECONDS * self.sample_rate)
         self._pre_roll = audio[max(end, len(audio) - keep):].copy()
         self._recognizer, self._audio, self._length = None, [], 0
@@ -426,7 +671,7 @@ class StreamingTranscriber:
         cut = start + int(np.argmin(energy)) * frame + frame // 2
         last_speech = self._last_speech
         utterance_start = self._start
-        self._finalise(cut, finals)
+        self._finalise(cut, finals, exact=True)
         self._begin(utterance_start + cut, audio[cut:])
         self._last_speech = max(0, last_speech - cut)
         self._pre_roll = np.zeros(0, np.float32)

@@ -3,13 +3,18 @@
 Follows the paper (Amodei et al., 2016, "Deep Speech 2: End-to-End Speech Recognition in English and
 Mandarin") and the original deepspeech.pytorch port. The model is free of I/O: features in, per-frame
 logits out, with output lengths from the conv arithmetic.
+
+Unidirectional models (`bidirectional: false`, with the paper's lookahead row convolution, section 3.5)
+stream: `forward_chunk` runs the same layers on each new chunk of frames, holding back in `StreamState` what
+needs future context (the conv front end's right context, the lookahead's `lookahead_context` frames) and
+carrying the recurrent state, so chunks of any size give the logits of one pass.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -211,6 +216,114 @@ class DeepSpeech2(AcousticModel):
             x = self.lookahead(x)
         logits = self.head(x).transpose(0, 1)  # (batch, time, classes)
         return logits, lengths
+
+    # ---- streaming (unidirectional models) ----
+
+    @property
+    def can_stream(self) -> bool:
+        return not self.config.bidirectional
+
+    @property
+    def latency_frames(self) -> Optional[int]:
+        """Input frames of future context an output frame needs: the lookahead's frames and the conv front
+        end's right context (kernel - 1 - padding per layer), through the strides. 15 + 2 x lookahead_context."""
+        if not self.can_stream:
+            return super().latency_frames
+        frames = self.config.lookahead_context
+        for kernel, stride, padding in reversed(CONV_LAYERS):
+            frames = frames * stride[1] + kernel[1] - 1 - padding[1]
+        return frames
+
+    def initial_state(self, batch: int = 1) -> "StreamState":
+        if not self.can_stream:
+            return super().initial_state(batch)
+        parameter = next(self.parameters())
+        conv_inputs = []
+        channels, freq = 1, self.num_features
+        for kernel, stride, padding in CONV_LAYERS:  # each layer's left padding, as one pass pads it
+            conv_inputs.append(parameter.new_zeros(batch, channels, freq, padding[1]))
+            channels, freq = self.config.conv_channels, conv_output_size(freq, kernel[0], stride[0], padding[0])
+        lookahead = parameter.new_zeros(0, batch, self.config.hidden_size)
+        return StreamState(conv_inputs, [None] * len(self.rnns), lookahead, batch)
+
+    def forward_chunk(self, features: Tensor, state: "StreamState", final: bool = False) -> Tuple[Tensor, "StreamState"]:
+        """features (batch, freq, frames) of the next chunk -> logits (batch, time, classes) of the output frames
+        complete now, and the new state (the old one is not changed). See `base.AcousticModel`."""
+        if not self.can_stream:
+            return super().forward_chunk(features, state, final)
+        if self.training:
+            raise ValueError("forward_chunk runs in eval mode (model.eval()): BatchNorm must use its running statistics")
+        if state.finished:
+            raise ValueError("this stream has ended (final=True was given): start again from initial_state()")
+        if features.dim() != 3 or features.shape[0] != state.batch or features.shape[1] != self.num_features:
+            raise ValueError(f"expected features of shape ({state.batch}, {self.num_features}, frames), "
+                             f"got {tuple(features.shape)}")
+        x, conv_inputs = self._conv_chunk(features.unsqueeze(1).to(state.lookahead), state.conv_inputs, final)
+        batch, channels, freq, time = x.shape
+        x = x.reshape(batch, channels * freq, time).permute(2, 0, 1)  # (time, batch, features)
+        hidden: List[Any] = list(state.hidden)
+        if time:
+            for index, layer in enumerate(self.rnns):
+                if layer.batch_norm is not None:
+                    x = layer.batch_norm(x)
+                x, hidden[index] = layer.rnn(x, hidden[index])
+        else:
+            x = state.lookahead[:0]
+        x, lookahead = self._lookahead_chunk(torch.cat([state.lookahead, x]), final)
+        logits = (self.head(x) if x.shape[0] else x.new_zeros(0, state.batch, self.num_classes)).transpose(0, 1)
+        return logits, StreamState(conv_inputs, hidden, lookahead, state.batch, finished=final)
+
+    def _conv_chunk(self, x: Tensor, pending: List[Tensor], final: bool) -> Tuple[Tensor, List[Tensor]]:
+        """x: (batch, 1, freq, frames) -> the conv front end's complete output frames and each layer's input
+        frames kept for the next chunk (those a later output's window still covers)."""
+        layers = self.conv.layers
+        kept = []
+        for index, (kernel, stride, padding) in enumerate(CONV_LAYERS):
+            conv, norm, activation = layers[3 * index], layers[3 * index + 1], layers[3 * index + 2]
+            window, step = kernel[1], stride[1]
+            frames = torch.cat([pending[index], x], dim=3)
+            if final:  # the right padding of one pass
+                frames = nn.functional.pad(frames, (0, padding[1]))
+            count = (frames.shape[3] - window) // step + 1 if frames.shape[3] >= window else 0
+            freq = conv_output_size(frames.shape[2], kernel[0], stride[0], padding[0])
+            if count:
+                x = nn.functional.conv2d(frames[..., : (count - 1) * step + window], conv.weight, conv.bias,
+                                         stride=conv.stride, padding=(conv.padding[0], 0))
+                x = activation(norm(x))
+            else:
+                x = frames.new_zeros(frames.shape[0], conv.out_channels, freq, 0)
+            kept.append(frames[..., count * step:])
+        return x, kept
+
+    def _lookahead_chunk(self, x: Tensor, final: bool) -> Tuple[Tensor, Tensor]:
+        """x: (time, batch, hidden) recurrent outputs not yet through the lookahead -> those that have their
+        `lookahead_context` future frames now, through it, and the frames kept for the next chunk."""
+        context = self.config.lookahead_context
+        if final:
+            x = torch.cat([x, x.new_zeros(context, *x.shape[1:])])
+        count = max(0, x.shape[0] - context)
+        lookahead = self.lookahead
+        out = lookahead.activation(lookahead.conv(x[: count + context].permute(1, 2, 0))).permute(2, 0, 1) \
+            if count else x[:0]
+        return out, x[count:]
+
+
+@dataclass
+class StreamState:
+    """What a DeepSpeech2 stream carries from chunk to chunk (tensors on the model's device).
+
+    conv_inputs: per conv layer, its input frames (batch, channels, freq, frames) from the first one its next
+        output frame's window covers (at the start: the layer's left padding, zeros).
+    hidden: per recurrent layer, its state (h, or (h, c) for an LSTM; None before the first frame).
+    lookahead: (frames, batch, hidden) recurrent outputs waiting for their future context.
+    batch: streams in the batch. finished: the last chunk (final=True) has been given.
+    """
+
+    conv_inputs: List[Tensor]
+    hidden: List[Any]
+    lookahead: Tensor
+    batch: int = 1
+    finished: bool = False
 
 
 
