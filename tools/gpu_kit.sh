@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# The GPU training kit (docs/gpu_kit.md): one device call trains the bundled model from scratch on the
+# game corpora's real speech, espeak-ng voices synthesized there, and channel/room/noise augmentation.
+#
+#   bash tools/gpu_kit.sh pack         here: gpu_kit/carry (<= what the call carries beside the tree)
+#   bash tools/gpu_kit.sh run          there: unpack, synthesize, train against a deadline, choose, $OUT
+#   bash tools/gpu_kit.sh smoke        here: the whole kit on 20 clips a corpus, CPU, about 3 minutes
+#   bash tools/gpu_kit.sh throughput   here: utterances/s of one data worker with the kit's augmentation
+#
+# Settings come from the environment (defaults below). The run keeps to BUDGET_SECONDS from its start:
+# synthesis is sized from the planned training steps, training gets what is left (max_minutes), and the
+# one-cycle schedule is planned for STEPS_PER_SECOND so that it ends as the time does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE=${1:-run}
+KIT=${KIT:-gpu_kit/carry}
+WORK=${WORK:-/tmp/gpu_kit_work}
+OUT=${OUT:-gpu_kit/out}
+PY=${PYTHON:-python3}
+CORES=$(nproc)
+WORKERS=${WORKERS:-$((CORES > 2 ? CORES - 2 : 1))}     # data workers while training (14 of 16 cores)
+MODEL=${MODEL:-ds2_cpu_wide}
+DEVICE=${DEVICE:-cuda}
+PRECISION=${PRECISION:-fp16}
+BATCH=${BATCH:-64}
+LR=${LR:-1.5e-3}
+EPOCHS=${EPOCHS:-10}                     # one-cycle over this many epochs; synthesis fills them
+STEPS_PER_SECOND=${STEPS_PER_SECOND:-8.5}  # planning rate (an H100 ran ds2_cpu_wide at ~9/s, batch 64, fp16)
+BUDGET_SECONDS=${BUDGET_SECONDS:-540}    # the whole run, start to $OUT
+FINISH_SECONDS=${FINISH_SECONDS:-75}     # kept for choosing the checkpoint and writing $OUT
+TRAIN_START_SECONDS=${TRAIN_START_SECONDS:-45}  # train.py's start: imports, statistics, CUDA, workers
+SYNTH_SECONDS_PER_SECOND=${SYNTH_SECONDS_PER_SECOND:-70}  # espeak-ng audio seconds per second per core
+SYNTH_MEAN_SECONDS=${SYNTH_MEAN_SECONDS:-2.9}  # mean synthesized utterance
+MAX_SYNTH_HOURS=${MAX_SYNTH_HOURS:-15}
+ROOMS=${ROOMS:-256}
+REAL_REPEATS=${REAL_REPEATS:-1}
+EVERY_STEPS=${EVERY_STEPS:-500}
+MIN_TRAIN_MINUTES=${MIN_TRAIN_MINUTES:-0.5}
+
+# The kit's augmentation, measured with `throughput` (docs/gpu_kit.md): on top of configs/bundled.yaml's
+# SpecAugment, speed 0.9-1.1 and gain +-6 dB.
+augment_settings() {  # $1: the unpacked work folder
+  echo "augment.noise.enabled=true augment.noise.manifest=$1/noise/noise.jsonl augment.noise.probability=0.4" \
+       "augment.noise.min_snr_db=5 augment.noise.max_snr_db=30" \
+       "augment.room.enabled=true augment.room.probability=0.3 augment.room.directory=$1/rirs" \
+       "augment.channel.enabled=true augment.channel.telephone_probability=0.1" \
+       "augment.channel.bandlimit_probability=0.2 augment.channel.codec_probability=0.15" \
+       "augment.silence.enabled=true augment.silence.probability=0.3" \
+       "augment.babble.enabled=true augment.babble.probability=0.1"
+}
+
+now() { date +%s; }
+elapsed() { echo $(( $(now) - T0 )); }
+say() { echo "[gpu_kit +$(elapsed)s] $*"; }
+
+install_site() {  # wheels the device's Python lacks (site.tar.xz), and the engines, if carried
+  if [ -f "$KIT/site.tar.xz" ]; then
+    mkdir -p "$WORK/site" && tar -xJf "$KIT/site.tar.xz" -C "$WORK/site"
+    export PYTHONPATH="$PWD:$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+  else
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  if [ -f "$KIT/engines.tar.xz" ]; then
+    local engines="$WORK/engines"
+    mkdir -p "$engines" && tar -xJf "$KIT/engines.tar.xz" -C "$engines"
+    # pico2wave and the corpus builder look in the Debian places; link them where nothing is there yet
+    if [ -d "$engines/share/pico/lang" ] && [ -n "$(ls "$engines/share/pico/lang")" ] && [ ! -e /usr/share/pico/lang ]; then
+      mkdir -p /usr/share/pico && ln -s "$engines/share/pico/lang" /usr/share/pico/lang || true
+    fi
+    if [ -n "$(ls "$engines/share/mbrola" 2>/dev/null)" ] && [ ! -e /usr/share/mbrola ]; then
+      ln -s "$engines/share/mbrola" /usr/share/mbrola || true
+    fi
+    SYNTH_ENV=(env "PATH=$engines/bin:$PATH" "LD_LIBRARY_PATH=$engines/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+               "ESPEAK_DATA_PATH=$engines/share")
+  else
+    SYNTH_ENV=(env)
+  fi
+}
+
+run() {
+  T0=$(now)
+  mkdir -p "$OUT" "$WORK"
+  exec > >(tee -a "$OUT/run.log") 2>&1
+  export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+  say "kit $KIT -> $WORK, out $OUT; $CORES cores, $WORKERS data workers; model $MODEL on $DEVICE ($PRECISION)"
+  [ -f "$KIT/kit.json" ] || { echo "error: $KIT/kit.json not found: carry the folder made by 'gpu_kit.sh pack'"; exit 1; }
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  install_site
+  "$PY" -c "import torch, soundfile, soxr, hydra, jiwer; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+
+  say "unpack"
+  "$PY" tools/gpu_kit.py unpack --kit "$KIT" --work "$WORK" --workers "$CORES" --rooms "$ROOMS" > "$WORK/unpacked.out"
+  local real val text
+  real=$("$PY" -c "import json; d=json.load(open('$WORK/unpacked.json')); print(' '.join(p + ':$REAL_REPEATS' for p in d['train'].values()))")
+  val=$("$PY" -c "import json; d=json.load(open('$WORK/unpacked.json')); print(' '.join(d['val'].values()))")
+  text=$("$PY" -c "import json; print(json.load(open('$WORK/unpacked.json')).get('text') or '')")
+  "$PY" -c "import json; d=json.load(open('$WORK/unpacked.json')); print('hours', d['hours'], 'in', d['seconds'], 's')"
+
+  # Plan: training seconds left after synthesis, the steps they hold, the synthetic hours that fill EPOCHS.
+  local plan synth_hours train_seconds
+  plan=$("$PY" - "$WORK/unpacked.json" <<EOF
+import json, sys
+d = json.load(open(sys.argv[1]))
+real = sum(sum(1 for _ in open(p)) for p in d["train"].values()) * $REAL_REPEATS
+left = $BUDGET_SECONDS - $(elapsed) - $FINISH_SECONDS - $TRAIN_START_SECONDS
+# synthesis takes seconds too: solve train + synth = left, synth = hours * 3600 / (cores * speed)
+speed = $CORES * $SYNTH_SECONDS_PER_SECOND
+hours = 0.0
+for _ in range(20):
+    train = max(left - (hours * 3600 / speed + 15 if hours > 0 else 0), 60 * $MIN_TRAIN_MINUTES)
+    per_epoch = train * $STEPS_PER_SECOND * $BATCH / $EPOCHS
+    hours = min(max(per_epoch - real, 0) * $SYNTH_MEAN_SECONDS / 3600, $MAX_SYNTH_HOURS) if "$text" else 0.0
+print(f"{hours:.2f} {train:.0f}")
+EOF
+)
+  read -r synth_hours train_seconds <<<"$plan"
+  say "plan: $synth_hours h of espeak-ng, about $train_seconds s of training, $EPOCHS epochs"
+
+  local manifests=($real) synth_val=""
+  if [ -n "$text" ] && [ "$synth_hours" != "0.00" ]; then
+    say "synthesize $synth_hours h"
+    # seed 0 and espeak-ng alone: the same 26 held-out voices as the project's synthetic10h val/test
+    # split, so they stay unheard; the text is a sample of that corpus's training pool (no val/test sentence).
+    if "${SYNTH_ENV[@]}" timeout $(( 60 + ${synth_hours%.*} * 20 )) "$PY" data/synthetic.py --output-dir "$WORK/synth" \
+         --hours "$("$PY" -c "print(round($synth_hours / 0.9, 2))")" --text-source "$text" --engines espeak-ng \
+         --seed 0 --workers "$CORES" --quiet; then
+      manifests+=("$WORK/synth/train.jsonl:1")
+      synth_val="$WORK/synth/val.jsonl"
+    else
+      say "synthesis failed or ran out of time: training on the real speech alone"
+    fi
+  fi
+  "$PY" tools/gpu_kit.py mix --output "$WORK/train.jsonl" "${manifests[@]}"
+
+  local first_val=${val%% *} minutes
+  minutes=$("$PY" -c "print(round(max(($BUDGET_SECONDS - $(elapsed) - $FINISH_SECONDS - $TRAIN_START_SECONDS) / 60, $MIN_TRAIN_MINUTES), 2))")
+  say "train: $minutes minutes at most"
+  # shellcheck disable=SC2046
+  "$PY" train.py --config-name bundled model="$MODEL" \
+    data.train_manifest="$WORK/train.jsonl" ${first_val:+data.val_manifest="$first_val"} \
+    data.batch_size="$BATCH" data.num_workers="$WORKERS" device="$DEVICE" precision="$PRECISION" \
+    epochs="$EPOCHS" max_minutes="$minutes" optim.learning_rate="$LR" log_dir=null \
+    checkpoint.directory="$WORK/ckpt" checkpoint.every_steps="$EVERY_STEPS" checkpoint.keep_every_epoch=true \
+    $(augment_settings "$WORK") | tee "$OUT/train.json" || say "train.py failed: finishing with what it saved"
+
+  say "finish"
+  local vals=()
+  for v in $val $synth_val; do vals+=(--val "$v"); done
+  "$PY" tools/gpu_kit.py finish --checkpoints "$WORK/ckpt" "${vals[@]}" --out "$OUT" --workers 8 --with-last
+  say "done: $(ls "$OUT" | tr '\n' ' ')"
+}
+
+pack() {  # here: the corpora of /work/datasets, the noise set, wheels for the device's Python 3.12
+  local scratch=${SCRATCH:-/work/scratch/gpu_kit}
+  mkdir -p "$scratch/whl"
+  if [ -z "$(ls "$scratch/whl"/*.whl 2>/dev/null)" ]; then
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+      --platform manylinux2014_x86_64 -d "$scratch/whl" soundfile==0.14.0 cffi==2.1.1 pycparser==3.12 soxr==1.1.0 \
+      hydra-core==1.3.8 omegaconf==2.3.1 jiwer==4.0.0 rapidfuzz==3.14.6 pyroomacoustics==0.10.1
+    "$PY" -m pip wheel -q --no-deps -w "$scratch/whl" antlr4-python3-runtime==4.9.3  # sdist only on PyPI
+  fi
+  [ -f "$scratch/noise/noise.jsonl" ] || "$PY" data/noise.py --output-dir "$scratch/noise" --kinds white,pink,brown,hum,babble --quiet
+  [ -f "$scratch/music/noise.jsonl" ] || "$PY" data/noise.py --output-dir "$scratch/music" --kinds music --clip-seconds 6 --quiet
+  [ -f "$scratch/engines.tar.xz" ] || "$PY" tools/gpu_kit.py engines --output "$scratch/engines.tar.xz"
+  [ -f "$scratch/train_text.txt" ] || "$PY" tools/gpu_kit.py text --output "$scratch/train_text.txt"
+  "$PY" tools/gpu_kit.py pack --output "${1:-gpu_kit/carry}" --force --fit \
+    --speech "${QUEEN:-/work/datasets/queen/queen_train.jsonl}" --speech "${SKY:-/work/datasets/sky/sky_train.jsonl}" \
+    --val "${DRASCULA_VAL:-/work/datasets/drascula/val.jsonl}" \
+    --noise "$scratch/noise/noise.jsonl" --noise "$scratch/music/noise.jsonl" \
+    --wheels "$scratch/whl" --engines "$scratch/engines.tar.xz" --text "$scratch/train_text.txt" \
+    --text-lines "${TEXT_LINES:-25000}" --workers 2
+}
+
+smoke() {  # the whole kit on a tiny slice, on this machine's CPU: a checkpoint and a val WER must come out
+  local dir=${SMOKE_DIR:-/tmp/gpu_kit_smoke}
+  rm -rf "$dir" && mkdir -p "$dir"
+  local scratch=${SCRATCH:-/work/scratch/gpu_kit}
+  [ -f "$scratch/engines.tar.xz" ] || "$PY" tools/gpu_kit.py engines --output "$scratch/engines.tar.xz"
+  [ -f "$scratch/noise/noise.jsonl" ] || "$PY" data/noise.py --output-dir "$scratch/noise" --kinds white,pink,brown,hum,babble --quiet
+  head -c 20000 "${TEXT:-$scratch/train_text.txt}" | head -n -1 > "$dir/text.txt"
+  "$PY" tools/gpu_kit.py pack --output "$dir/carry" --max-mib 64 --codec soundfile:0.99 --limit 20 --val-limit 20 \
+    --speech "${QUEEN:-/work/datasets/queen/queen_train.jsonl}" --speech "${SKY:-/work/datasets/sky/sky_train.jsonl}" \
+    --val "${DRASCULA_VAL:-/work/datasets/drascula/val.jsonl}" --noise "$scratch/noise/noise.jsonl" \
+    --engines "$scratch/engines.tar.xz" --text "$dir/text.txt" --workers 2
+  KIT="$dir/carry" WORK="$dir/work" OUT="$dir/out" DEVICE=cpu PRECISION=fp32 MODEL=ds2_tiny BATCH=8 WORKERS=2 \
+    EPOCHS=2 BUDGET_SECONDS=${SMOKE_SECONDS:-150} FINISH_SECONDS=30 TRAIN_START_SECONDS=20 STEPS_PER_SECOND=1 \
+    SYNTH_MEAN_SECONDS=2.5 MAX_SYNTH_HOURS=0.02 ROOMS=4 EVERY_STEPS=5 MIN_TRAIN_MINUTES=0.5 bash "$0" run
+  "$PY" - "$dir/out/results.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+chosen = r["candidates"][r["chosen"]]
+assert r["files"] and all(name.startswith("model-fp16.pt.") for name in r["files"][:1]), r["files"]
+assert all(0 <= s["wer"] for s in chosen["scores"].values()), chosen
+print("smoke passed:", r["chosen"], chosen["scores"], r["files"])
+EOF
+}
+
+throughput() {  # one data worker here, the kit's augmentation, on the corpus named by MANIFEST
+  local scratch=${SCRATCH:-/work/scratch/gpu_kit} work=${WORK_HERE:-/tmp/gpu_kit_throughput}
+  mkdir -p "$work/noise"
+  "$PY" tools/gpu_kit.py mix --output "$work/noise/noise.jsonl" "$scratch/noise/noise.jsonl" "$scratch/music/noise.jsonl" > /dev/null
+  [ -d "$work/rirs" ] || "$PY" tools/gpu_kit.py rooms --output "$work/rirs" --rooms "${ROOMS_HERE:-16}"
+  # shellcheck disable=SC2046
+  "$PY" tools/gpu_kit.py throughput --manifest "${MANIFEST:-/work/datasets/queen/queen_train.jsonl}" \
+    --items "${ITEMS:-300}" features.kind=mel features.n_mels=64 augment.spec_augment.enabled=true \
+    augment.spec_augment.max_freq_width=10 augment.spec_augment.max_time_width=20 \
+    augment.perturb.speed_enabled=true augment.perturb.gain_enabled=true $(augment_settings "$work")
+}
+
+case "$MODE" in
+  run) run ;;
+  pack) shift; pack "$@" ;;
+  smoke) smoke ;;
+  throughput) throughput ;;
+  *) echo "usage: bash tools/gpu_kit.sh run|pack [FOLDER]|smoke|throughput" >&2; exit 2 ;;
+esac
