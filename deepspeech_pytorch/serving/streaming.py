@@ -266,7 +266,7 @@ class StreamingEndpoint:
     `start(loaded, decoders)` at the app's start-up gives it the model (or loads streaming.model_path)
     and the decoders the server offers; until then, and after `stop()`, streams are refused with 1013."""
 
-    def __init__(self, settings: ServerConfig, transcriber_factory: Optional[Callable[..., Any]] = None):
+    def __init__(self, settings: ServerConfig):
         self.settings = settings
         self.limits = settings.streaming
         for name in ("max_streams", "max_message_bytes"):
@@ -278,7 +278,7 @@ class StreamingEndpoint:
                 raise ValueError(f"streaming.{name}={value} must be a positive number")
         if self.limits.model_path is not None and not os.path.isfile(self.limits.model_path):
             raise ValueError(f"streaming.model_path={self.limits.model_path}: no such file")
-        self.factory = transcriber_factory
+        self.factory: Optional[Callable[..., Any]] = None  # StreamingTranscriber, imported at start-up
         self.metrics = StreamMetrics()
         self.loaded: Any = None
         self.decoders: Dict[str, DecoderConfig] = {}
@@ -296,10 +296,9 @@ class StreamingEndpoint:
 
             loaded = await asyncio.to_thread(load_model, self.limits.model_path, self.settings.device)
             logger.info("streams use %s (streaming.model_path)", self.limits.model_path)
-        if self.factory is None:
-            from deepspeech_pytorch.streaming import StreamingTranscriber
+        from deepspeech_pytorch.streaming import StreamingTranscriber
 
-            self.factory = StreamingTranscriber
+        self.factory = StreamingTranscriber
         self.decoders = dict(decoders)
         if self.default_decoder not in self.decoders:
             self.default_decoder = next(iter(self.decoders))
