@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 
 from deepspeech_pytorch.audio import load_audio, write_audio
 from deepspeech_pytorch.inference import Transcriber, default_model_path, load_model
-from test_server import Server
+from test_server import Server, metric_values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(ROOT, "deepspeech_pytorch", "pretrained", "samples")
@@ -111,7 +111,7 @@ PARTIAL = "document.getElementById('partial').textContent"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    started = Server(tmp_path_factory.mktemp("page_server"), default_model_path())
+    started = Server(tmp_path_factory.mktemp("page_server"), default_model_path(), "streaming.max_streams=1")
     try:
         started.wait_ready()
         yield started
@@ -138,7 +138,15 @@ def browser(tmp_path, speech):
 
 
 @needs_chromium
+def wait_for_a_free_stream_place(server, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while metric_values(httpx.get(server.url + "/metrics").text)["deepspeech_streams_active"] > 0:
+        assert time.monotonic() < deadline, "the server's stream place was not freed"
+        time.sleep(0.05)
+
+
 def test_the_page_transcribes_the_microphone_live_over_the_websocket(server, browser):
+    wait_for_a_free_stream_place(server)  # the server holds one stream
     browser.open(server.url + "/")
     assert browser.js("[...document.getElementById('decoder').options].map(o => o.value)") == ["greedy", "beam"]
     browser.js("document.getElementById('decoder').value = 'beam'")  # the lexicon spells what the browser's
@@ -174,6 +182,22 @@ def test_the_page_uploads_a_file_to_post_transcribe(server, browser):
     shown = browser.js("document.getElementById('upload-words').textContent").split(", ")
     assert [item.split(" ")[0] for item in shown] == [w.word for w in expected.words]
     assert "s of audio in" in browser.js("document.getElementById('upload-status').textContent")
+
+
+@needs_chromium
+def test_the_page_says_why_the_server_refused_the_stream(server, browser):
+    """With the server's one stream place taken, Start ends in the server's reason, and the page can start again."""
+    browser.open(server.url + "/")
+    with connect(f"ws://127.0.0.1:{server.port}/ws/transcribe") as held:
+        held.send(json.dumps({"config": {"sample_rate": 16000}}))
+        held.send(bytes(3200))
+        assert "partial" in json.loads(held.recv(timeout=60))  # it holds the place
+        browser.js("document.getElementById('record').click()")
+        browser.wait_for("document.body.dataset.state === 'error'", timeout=30)
+        assert browser.js(STATUS) == ("stream closed (1013): the server holds its maximum of 1 streams "
+                                      "(streaming.max_streams); try again later")
+        assert browser.js("document.getElementById('record').disabled") is False
+        assert browser.js("document.getElementById('stop').disabled") is True
 
 
 def test_the_page_ships_as_package_data():
