@@ -1,12 +1,17 @@
-"""Gather English text for the beam search's language model, e.g.
-`python data/lm_text.py --output lm_text/corpus.txt --transcripts queen_train.jsonl sky_train.jsonl
- --texts train_text.txt --exclude drascula/val.jsonl drascula/test.jsonl unseen_engines/all.jsonl`.
+r"""Gather English text for the beam search's language model: Debian text packages (fortunes, WordNet
+examples, the King James and World English Bibles, GCIDE quotations, the Devil's Dictionary, Endless Sky's,
+Cataclysm: DDA's and FreedroidRPG's dialogue; --list-sources names them and their packages), the training
+games' script lines and the synthetic training pool, one normalised sentence a line (numbers spelled out),
+each once, with every sentence of the --exclude evaluation splits removed. The bundle's candidate LM:
 
-Reads Debian text packages (fortunes, WordNet, the King James and World English Bibles, GCIDE quotations,
-the Devil's Dictionary, Endless Sky's and Cataclysm: DDA's dialogue; --list-sources names them and their
-packages), the training games' script lines and the synthetic training pool; writes one normalised
-sentence a line (numbers spelled out), each once, with every sentence of the --exclude evaluation splits
-removed. Then: python data/build_lm.py --text <output> --keep-words <output stem>.training_words.txt ...
+    apt-get install fortunes fortunes-min wordnet-base bible-kjv sword-text-web libsword-utils dict-gcide \
+        dict-devil endless-sky-data cataclysm-dda-data freedroidrpg-data
+    python data/lm_text.py --output lm_text/corpus.txt \
+        --transcripts datasets/queen/queen_train.jsonl datasets/sky/sky_train.jsonl \
+        --texts datasets/synthetic10h/train_text.txt --exclude-synthetic-heldout 0 \
+        --exclude datasets/drascula/val.jsonl datasets/drascula/test.jsonl datasets/unseen_engines/all.jsonl
+    python data/build_lm.py --text lm_text/corpus.txt --keep-words lm_text/corpus.training_words.txt \
+        --max-words 60000 --output-dir lm --order 5 --prune 0 0 0 1 1 --binary-type trie --quantize 8
 """
 
 import argparse
