@@ -473,3 +473,13 @@ def test_stream_py_reports_a_refused_stream_in_one_line(server, tmp_path):
     nowhere = subprocess.run([sys.executable, os.path.join(ROOT, "stream.py"), sample(2), "--url",
                               "ws://127.0.0.1:9/ws/transcribe"], capture_output=True, text=True, timeout=60)
     assert nowhere.returncode == 1 and nowhere.stderr.startswith("error: cannot open a websocket to ws://127.0.0.1:9")
+
+
+def test_stream_py_streams_raw_pcm_from_standard_input(server, offline):
+    """`arecord ... | stream.py -`: raw 16-bit PCM on stdin, here 44.1 kHz, as a recorder would give it."""
+    pcm = to_pcm16(soxr.resample(load_audio(sample(4)), RATE, 44100, quality="VHQ"))
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "stream.py"), "-", "--rate", "44100", "--url",
+                           server.ws_url], input=pcm, capture_output=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    messages = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert " ".join(m["text"] for m in finals_of(messages) if m["text"]) == offline["greedy", sample(4)].text
