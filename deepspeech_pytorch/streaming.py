@@ -52,7 +52,8 @@ logger = logging.getLogger(__name__)
 VAD_WINDOW_SECONDS = 0.032  # Silero scores 512 samples at 16 kHz (256 at 8 kHz)
 VAD_HYSTERESIS = 0.15  # a window is non-speech below threshold - this (Silero's own streaming rule)
 PRE_ROLL_SECONDS = 0.2  # audio kept before the first speech window (VadConfig.pad_seconds offline)
-TRAIL_SECONDS = 0.2  # audio kept after the last speech window in utterance mode's final
+TRAIL_SECONDS = 0.2  # audio after the last speech window that belongs to the utterance (at least the model's
+# lookahead when it streams); the rest of the endpoint's silence is not transcribed (VadConfig.pad_seconds offline)
 PARTIAL_INTERVAL_SECONDS = 0.3  # new audio between two partials, at least
 PARTIAL_COST_FRACTION = 0.1  # utterance mode: a partial re-decodes the utterance at most every this x its length
 QUIET_CUT_SECONDS = 3.0  # an utterance at max_utterance_seconds is cut at the quietest 10 ms of its last seconds
@@ -179,13 +180,11 @@ class Recognizer:
     def partial(self) -> str:
         raise NotImplementedError
 
-    def final(self, audio: np.ndarray, exact: bool) -> Hypothesis:
-        """The utterance's result. `audio`: the utterance's audio up to a little after its speech ends; fed
-        audio past it is the silence the endpointer waited through, or, with `exact`, the next utterance's start
-        after a cut (which must not be in this result). Sets `heard`: the samples the result is of."""
+    def final(self, audio: np.ndarray) -> Hypothesis:
+        """The result for exactly `audio`: the utterance's audio from its start to a little after its speech
+        (shorter or longer than what `accept` was given: the silence after it was held back, or a cut fell
+        inside it)."""
         raise NotImplementedError
-
-    heard: int = 0
 
 
 class UtteranceRecognizer(Recognizer):
@@ -218,8 +217,7 @@ class UtteranceRecognizer(Recognizer):
             self.decoded_at = self.length
         return self.text
 
-    def final(self, audio: np.ndarray, exact: bool) -> Hypothesis:
-        self.heard = len(audio)
+    def final(self, audio: np.ndarray) -> Hypothesis:
         if len(audio) < self.finals.loaded.features.n_fft:
             return Hypothesis("", [])
         result = self.finals.transcribe(audio, word_timings=True)
@@ -423,7 +421,6 @@ class StreamingRecognizer(Recognizer):
         import torch
 
         self.consumed += len(samples)
-        self.heard = self.consumed
         with torch.inference_mode():
             frames = self.features.accept(torch.from_numpy(np.ascontiguousarray(samples)), final)
             logits, self.state = self.model.forward_chunk(frames[None].to(self.device), self.state, final)
@@ -432,13 +429,10 @@ class StreamingRecognizer(Recognizer):
     def partial(self) -> str:
         return self.decoding.best().text
 
-    def final(self, audio: np.ndarray, exact: bool) -> Hypothesis:
-        if exact and len(audio) < self.consumed:  # a cut inside what was fed: that part again, on its own
-            again = StreamingRecognizer(self.loaded, self.decoder)
-            again.accept(audio, final=True)
-            self.heard = again.heard
-            return again.decoding.end()
-        self.accept(np.zeros(0, np.float32), final=True)
+    def final(self, audio: np.ndarray) -> Hypothesis:
+        if len(audio) < self.consumed:  # a cut inside what was fed: that part again, on its own (rare)
+            return StreamingRecognizer(self.loaded, self.decoder).final(audio)
+        self.accept(audio[self.consumed:], final=True)
         return self.decoding.end()
 
 
@@ -499,8 +493,11 @@ class StreamingTranscriber:
         self._windows = 0  # VAD windows scored so far
         frame_seconds = loaded.features.hop_length / self.sample_rate * loaded.model.time_stride
         self.decoder = shared_decoder(loaded, decoder, frame_seconds)
+        self._trail = int(TRAIL_SECONDS * self.sample_rate)
         if self.mode == "streaming":
             decoder_stream(self.decoder)  # refuses a decoder without an incremental form now, not at the first word
+            lookahead = loaded.model.latency_frames * loaded.features.hop_length
+            self._trail = max(self._trail, lookahead + loaded.features.n_fft)
         chunk = self.max_utterance + 1.0
         # finals: the offline pipeline (VAD inside the utterance included) on the utterance's audio, so a final
         # is what `Transcriber.transcribe` gives for it; partials: the audio so far as it is, without VAD
@@ -547,8 +544,9 @@ class StreamingTranscriber:
         if self._recognizer is not None:
             self._add(self._leftover)
             self._position += len(self._leftover)
-            self._last_speech = self._length
-            self._finalise(self._length, finals)
+            if self._speaking:  # cut off mid-speech: all of it
+                self._last_speech = self._length
+            self._finalise(min(self._length, self._last_speech + self._trail), finals)
         self._leftover = empty
         return StreamUpdate("", finals)
 
@@ -590,10 +588,16 @@ class StreamingTranscriber:
 
     def _feed(self) -> None:
         """Give the recognizer the audio added since it was last fed, in one piece (one model call per
-        `accept_audio`, not one per VAD window)."""
-        if self._unfed:
-            self._recognizer.accept(np.concatenate(self._unfed) if len(self._unfed) > 1 else self._unfed[0])
-            self._unfed = []
+        `accept_audio`, not one per VAD window). A streaming model is not given silence past the utterance's
+        trail: it would only hear it (and the endpoint may leave it out), unless speech follows."""
+        if not self._unfed:
+            return
+        audio = np.concatenate(self._unfed) if len(self._unfed) > 1 else self._unfed[0]
+        fed = self._length - len(audio)
+        limit = self._length if self.mode == "utterance" else max(fed, min(self._length, self._last_speech + self._trail))
+        if limit > fed:
+            self._recognizer.accept(audio[: limit - fed])
+        self._unfed = [audio[limit - fed:]] if limit < self._length else []
 
     def _windows_of(self, samples: np.ndarray, probabilities: np.ndarray, finals: List[Transcription]) -> None:
         """Hand the stream's audio on, one scored VAD window at a time."""
@@ -625,7 +629,7 @@ class StreamingTranscriber:
         if speech:
             self._last_speech = self._length
         elif self._length - self._last_speech >= self.endpoint_silence * self.sample_rate:
-            end = min(self._length, self._last_speech + int(TRAIL_SECONDS * self.sample_rate))
+            end = min(self._length, self._last_speech + self._trail)
             self._finalise(end, finals)
             return
         if self._length >= self.max_utterance * self.sample_rate:
@@ -637,20 +641,15 @@ class StreamingTranscriber:
         self._audio, self._unfed, self._length, self._last_speech = [], [], 0, 0
         self._add(context)
 
-    def _finalise(self, end: int, finals: List[Transcription], exact: bool = False) -> None:
-        """End the utterance under way at `end` samples from its start; what follows it is kept as context.
-        `exact`: what follows belongs to the next utterance (a cut), not to this one's result."""
-        fed = self._length - sum(len(piece) for piece in self._unfed)
-        if not exact:
-            self._feed()
-        elif end > fed:  # a cut: the recognizer gets the audio up to it, none past it
-            self._recognizer.accept(np.concatenate(self._unfed)[: end - fed])
+    def _finalise(self, end: int, finals: List[Transcription]) -> None:
+        """End the utterance under way at `end` samples from its start: its result is of its audio up to there;
+        what follows is kept as context."""
         self._unfed = []
         self._audio = [np.concatenate(self._audio)] if len(self._audio) > 1 else self._audio
         audio = self._audio[0] if self._audio else np.zeros(0, np.float32)
-        hypothesis = self._recognizer.final(audio[:end], exact)
+        hypothesis = self._recognizer.final(audio[:end])
         offset = self._start / self.sample_rate
-        duration = self._recognizer.heard / self.sample_rate  # what the result is of
+        duration = end / self.sample_rate
         if hypothesis.text:
             words = [WordTiming(w.word, offset + min(w.start, duration), offset + min(w.end, duration))
                      for w in hypothesis.words] if self.word_timings else []
@@ -671,7 +670,7 @@ class StreamingTranscriber:
         cut = start + int(np.argmin(energy)) * frame + frame // 2
         last_speech = self._last_speech
         utterance_start = self._start
-        self._finalise(cut, finals, exact=True)
+        self._finalise(cut, finals)
         self._begin(utterance_start + cut, audio[cut:])
         self._last_speech = max(0, last_speech - cut)
         self._pre_roll = np.zeros(0, np.float32)

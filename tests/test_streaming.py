@@ -355,8 +355,8 @@ def test_streaming_mode_runs_incrementally_and_chunk_size_does_not_change_the_fi
 
 
 def test_streaming_recognizer_final_is_the_one_pass_decode(streaming_model, sentences):
-    """Features, model and greedy decoding chunk by chunk give the decode of one pass over the utterance; a cut
-    inside what was fed gives the one-pass decode of the audio up to the cut."""
+    """Features, model and greedy decoding chunk by chunk give the decode of one pass over the audio the final
+    is asked for: all that was fed, less (a cut inside it: done again), or more (silence held back, fed now)."""
     audio = np.concatenate([sentences[0], sentences[1]])
     loaded = streaming_model
     decoder = GreedyDecoder(loaded.alphabet, 0.02)
@@ -367,12 +367,12 @@ def test_streaming_recognizer_final_is_the_one_pass_decode(streaming_model, sent
             logits, out = loaded.model(features, lengths)
         return decoder.decode(torch.log_softmax(logits, -1), out)[0]
 
-    for cut in (len(audio), len(sentences[0]) + 1234):
+    for fed, asked in ((len(audio), len(audio)), (len(audio), len(sentences[0]) + 1234), (20000, len(audio))):
         recognizer = StreamingRecognizer(loaded, decoder)
-        for first in range(0, len(audio), 3000):
-            recognizer.accept(audio[first: first + 3000])
-        got = recognizer.final(audio[:cut], exact=cut < len(audio))
-        expected = one_pass(audio[:cut])
+        for first in range(0, fed, 3000):
+            recognizer.accept(audio[first: min(fed, first + 3000)])
+        got = recognizer.final(audio[:asked])
+        expected = one_pass(audio[:asked])
         assert got.text == expected.text and got.words == expected.words
         assert got.text and got.words
 
