@@ -5,7 +5,8 @@ big imports cost alone.
 python benchmarks/startup.py [--onnx MODEL.onnx] [--audio FILE] [--repeats 5] [--decoders greedy beam]
 
 Without --onnx the bundled model is exported to a temporary folder first (needs torch and onnx). The runs are
-interleaved (torch, onnxruntime, torch, ...) so both backends see the same machine load; the table gives the
+interleaved (torch, onnxruntime, torch, ...) after a warm-up run of each, so both backends see the same machine
+load and the same warm file cache; the table gives the
 median and the best run, and the CPU seconds (user + system, less sensitive to other load on the machine). Peak RSS is the child's ru_maxrss from wait4, the number `/usr/bin/time -v` prints
 as "Maximum resident set size".
 """
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=os.path.join(PRETRAINED, "default.pt"))
     parser.add_argument("--audio", default=DEFAULT_AUDIO)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each first (page cache, .pyc files)")
     parser.add_argument("--decoders", nargs="+", default=["greedy", "beam"], choices=["greedy", "beam"])
     args = parser.parse_args()
     folder = None
@@ -73,12 +75,14 @@ def main() -> None:
     try:
         models = {"torch": args.checkpoint, "onnxruntime": args.onnx}
         results: Dict[Tuple[str, str], List[Tuple[float, float, float]]] = {}
-        for _ in range(args.repeats):
+        for repeat in range(args.warmup + args.repeats):
             for decoder in args.decoders:
                 for backend, model in models.items():
                     command = [sys.executable, os.path.join(ROOT, "transcribe.py"), f"model_path={model}",
                                args.audio, f"decoder.type={decoder}", f"backend={backend}"]
-                    results.setdefault((backend, decoder), []).append(run(command))
+                    figures = run(command)
+                    if repeat >= args.warmup:
+                        results.setdefault((backend, decoder), []).append(figures)
         costs = import_costs(args.repeats)
     finally:
         if folder is not None:

@@ -11,6 +11,9 @@ search with an optional KenLM n-gram model, in one of two modes:
 
 Without an LM the beam search still runs (flashlight's zero LM): a plain CTC prefix search, or a
 search restricted to the lexicon's words.
+
+Log-probabilities come in as torch tensors (the torch backend) or numpy arrays (the onnxruntime backend);
+both are read as float32 numpy, so decoding never imports torch.
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ def choose_backend(path: Optional[str], backend: str = "auto") -> str:
     return backend
 
 
-def _model_file(path: Optional[str], backend: str) -> str:
+def resolve_model_path(path: Optional[str], backend: str = "auto") -> str:
     """A model file from `path`: a file, the name of a bundled model, or None for the bundled default; for
     backend=onnxruntime a bundled model's exported twin (`default.int8.onnx` or `default.onnx`)."""
     bundled_name = path is None or (os.path.sep not in path and not path.endswith((".pt", ".onnx")))
@@ -195,7 +195,7 @@ def load_model(path: Optional[str] = None, device: Union[str, "torch.device"] = 
     export.py (.onnx, run by ONNX Runtime without importing torch), the name of a bundled model
     (`deepspeech_pytorch.available_models()`), or None for the bundled default model. `backend` (auto |
     torch | onnxruntime): auto follows the file; onnxruntime with a bundled name takes its exported twin."""
-    path = _model_file(path, backend)
+    path = resolve_model_path(path, backend)
     if choose_backend(path, backend) == "onnxruntime":
         from deepspeech_pytorch.onnx_backend import load_onnx
 

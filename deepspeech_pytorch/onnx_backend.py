@@ -59,8 +59,11 @@ def usable_cpus() -> Optional[int]:
 def session_options(onnxruntime: Any, threads: Optional[int] = None) -> Any:
     """One inference at a time per session: intra-op threads on the physical cores (ONNX Runtime's own
     default; the usable CPUs where the process is restricted to fewer; or `threads`), no inter-op pool,
-    all graph optimisations."""
+    all graph optimisations. Idle pool threads sleep instead of spinning: measured on 2 CPUs, the bundled
+    model runs a 5 s clip in the same time (0.11 s) and spinning threads only took CPU from the VAD, the
+    decoder and the server's event loop."""
     options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1

@@ -219,3 +219,21 @@ def test_evaluation_with_an_onnx_model_scores_as_the_checkpoint(exported, bundle
     theirs = evaluate_manifest(Transcriber(bundled), manifest, batch_size=2, num_workers=0)
     assert [u["hypothesis"] for u in ours.utterances] == [u["hypothesis"] for u in theirs.utterances]
     assert ours.counts == theirs.counts and os.path.getsize(tmp_path / "outputs.pt") > 0
+
+
+def test_backend_onnxruntime_takes_a_bundled_models_exported_twin(exported, monkeypatch, tmp_path):
+    """load_model(None or a bundled name, backend=onnxruntime) takes <name>.int8.onnx or <name>.onnx from the
+    package's pretrained folder, and says so in one line when the installation ships none."""
+    from deepspeech_pytorch import inference
+    from deepspeech_pytorch.configs import ServerConfig
+    from deepspeech_pytorch.serving.service import check_settings
+
+    monkeypatch.setattr(inference, "PRETRAINED_DIR", str(tmp_path))
+    with pytest.raises(ModelFileError, match="ships no exported"):
+        load_model(backend="onnxruntime")
+    with pytest.raises(ModelFileError, match="ships no exported"):
+        check_settings(ServerConfig(backend="onnxruntime"))
+    os.symlink(exported, tmp_path / "default.onnx")
+    assert load_model(backend="onnxruntime").path == str(tmp_path / "default.onnx")
+    assert load_model("default", backend="onnxruntime").backend == "onnxruntime"
+    check_settings(ServerConfig(backend="onnxruntime"))

@@ -17,7 +17,8 @@ import numpy as np
 from deepspeech_pytorch.audio import AudioError
 from deepspeech_pytorch.configs import ServerConfig
 from deepspeech_pytorch.decoders import DecoderError, decoder_choices
-from deepspeech_pytorch.inference import CHUNK_SECONDS, LoadedModel, Transcriber, Transcription, choose_backend
+from deepspeech_pytorch.inference import (CHUNK_SECONDS, LoadedModel, Transcriber, Transcription, choose_backend,
+                                          resolve_model_path)
 from deepspeech_pytorch.serving.batching import Closed, DynamicBatcher, QueueFull
 from deepspeech_pytorch.serving.metrics import Metrics
 from deepspeech_pytorch.serving.schemas import ApiError
@@ -36,8 +37,8 @@ def check_settings(settings: ServerConfig) -> None:
     if settings.max_batch_wait_ms < 0:
         raise ValueError(f"max_batch_wait_ms={settings.max_batch_wait_ms} must not be negative")
     decoder_choices(settings.decoder)
-    if settings.model_path is not None:  # backend=torch with a .onnx file, or onnxruntime with a checkpoint
-        choose_backend(settings.model_path, settings.backend)
+    if settings.model_path is not None or settings.backend == "onnxruntime":  # before the model loads: a backend
+        choose_backend(resolve_model_path(settings.model_path, settings.backend), settings.backend)  # that cannot run it
 
 
 def check_backend(settings: ServerConfig, loaded: LoadedModel) -> None:
