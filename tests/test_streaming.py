@@ -381,3 +381,51 @@ def _sample(name):
     import os
 
     return os.path.join(os.path.dirname(__file__), "..", "deepspeech_pytorch", "pretrained", "samples", name)
+
+
+# ---- a trained streaming model, end to end ------------------------------------------------------------------
+
+def test_a_trained_unidirectional_model_streams_from_its_checkpoint(speech_corpus, tmp_path):
+    """A few training steps of a unidirectional model with lookahead over running-normalised features: the loss
+    falls, the checkpoint (with the statistics measured when training started) loads as a streaming model, and
+    its chunked features and logits equal one pass on real speech."""
+    from omegaconf import OmegaConf
+
+    from deepspeech_pytorch.configs import TrainConfig
+    from deepspeech_pytorch.training import train
+
+    config = OmegaConf.structured(TrainConfig)
+    config.model = "ds2_tiny"
+    OmegaConf.update(config, "model", {"architecture": "deepspeech2", "rnn_type": "gru", "hidden_size": 64,
+                                       "hidden_layers": 2, "bidirectional": False, "lookahead_context": 3,
+                                       "conv_channels": 8}, force_add=True)
+    config.features.kind, config.features.n_mels, config.features.normalization = "mel", 64, "running"
+    config.data.train_manifest = speech_corpus
+    config.data.batch_size, config.data.num_workers = 3, 0
+    config.optim.learning_rate = 3e-3
+    config.checkpoint.directory = str(tmp_path / "ck")
+    config.log_dir, config.validate_every_epoch, config.epochs = None, False, 4
+    result = train(config)
+    assert result.losses[-1] < 0.8 * result.losses[0]
+    loaded = load_model(str(tmp_path / "ck" / "last.pt"))
+    assert loaded.features.normalization == "running" and loaded.features.mean is not None
+    stream = StreamingTranscriber(loaded)
+    assert stream.mode == "streaming"
+    samples = torch.from_numpy(load_audio(_corpus_file(speech_corpus)))
+    expected, lengths = F.spectrogram(samples[None], torch.tensor([len(samples)]), loaded.features)
+    features = StreamingFeatures(loaded.features)
+    pieces = [features.accept(samples[first: first + 1000]) for first in range(0, len(samples), 1000)]
+    pieces.append(features.accept(samples[:0], final=True))
+    chunked = torch.cat(pieces, dim=1)[None]
+    torch.testing.assert_close(chunked, expected, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        one_pass, _ = loaded.model(expected, lengths)
+    torch.testing.assert_close(chunked_logits(loaded.model, chunked, 9), one_pass, rtol=1e-4, atol=1e-4)
+
+
+def _corpus_file(manifest):
+    import json
+    import os
+
+    with open(manifest) as handle:
+        return os.path.join(os.path.dirname(manifest), json.loads(handle.readline())["audio_filepath"])
