@@ -55,7 +55,7 @@ for decoder in greedy beam; do
         "decoder.type=$decoder" > "$out" 2> "$work/$decoder.err" || {
         echo "error: transcribing with decoder=$decoder failed:" >&2; grep -v "^import time:" "$work/$decoder.err" >&2
         exit 1; }
-    if grep -q "^import time:.*| torch$" "$work/$decoder.err"; then
+    if grep -Eq "^import time:.*\|[[:space:]]+torch(\.|$)" "$work/$decoder.err"; then
         echo "error: decoder=$decoder imported torch" >&2
         exit 1
     fi
