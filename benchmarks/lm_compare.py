@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from deepspeech_pytorch.cli import ArgumentParser, number  # noqa: E402
 from deepspeech_pytorch.decoders import GreedyDecoder  # noqa: E402
 from deepspeech_pytorch.lm import perplexity  # noqa: E402
-from deepspeech_pytorch.lm_tuning import (DecoderSettings, Trial, TrialRunner, best_trial, grid_points,  # noqa: E402
+from deepspeech_pytorch.lm_tuning import (DecoderSettings, Trial, best_trial, grid_points,  # noqa: E402
                                           grid_search, load_outputs, score)
 
 

@@ -363,7 +363,8 @@ def test_lm_compare_tunes_on_val_and_scores_test(tmp_path):
     good = lm.build_language_model([str(good_text)], str(tmp_path / "good"), order=3, memory="64M")
     poor = lm.build_language_model([str(poor_text)], str(tmp_path / "poor"), order=3, memory="64M")
     bundle = tmp_path / "bundle.lm.json"  # the bundle's format, names relative to its folder
-    bundle.write_text(json.dumps({"path": "poor/lm.arpa", "lexicon_path": "poor/lm.lexicon.txt",
+    bundle.write_text(json.dumps({"path": os.path.relpath(poor.arpa, tmp_path),
+                                  "lexicon_path": os.path.relpath(poor.lexicon, tmp_path),
                                   "alpha": 0.5, "beta": 0.0, "beam_size": 50}))
     results = tmp_path / "compare.json"
     result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "lm_compare.py"),
