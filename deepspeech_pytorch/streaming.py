@@ -468,12 +468,20 @@ def _check_seconds(name: str, value: float, minimum: float) -> float:
 class StreamingTranscriber:
     """One live stream: feed audio as it arrives (`accept_audio`), get partial and final results; `finish()`
     at the end of the stream. Not thread-safe: one stream is fed from one thread at a time (many streams may
-    share one `LoadedModel`).
+    share one `LoadedModel`; a beam search's KenLM model and lexicon are loaded once and shared).
 
     decoder: "greedy", "beam" (with the model's own LM when it ships one) or a DecoderConfig.
     endpoint_silence_seconds: trailing non-speech that ends an utterance.
     word_timings: whether finals carry word start/end times.
-    max_utterance_seconds: longer speech is cut at a quiet moment near this length and finalised.
+    max_utterance_seconds: longer speech is cut at its quietest 10 ms among the last 3 s before this length and
+        finalised; the rest goes on as the next utterance. It bounds what a stream holds: the utterance's audio
+        and, with beam search in streaming mode, the search's hypotheses (about 6 MB per second at beam 500).
+    partial_interval_seconds: utterance mode re-transcribes for a partial after at least this much new audio
+        (and at least a tenth of the utterance so far); streaming mode updates the partial on every call.
+    vad_threshold: Silero's speech probability from which a 32 ms window is speech.
+
+    `mode` is "streaming" when the model runs incrementally (`streams_natively`), else "utterance". Unlike the
+    offline VAD, the stream's does not level-normalise quiet recordings (it cannot see the recording's peak).
     """
 
     def __init__(self, loaded: LoadedModel, decoder: Union[DecoderConfig, str] = "greedy", *,
