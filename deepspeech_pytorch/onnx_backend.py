@@ -27,6 +27,17 @@ class ModelFileError(ValueError):
     """An exported model file that cannot be used: missing, not ONNX, or without the metadata it needs."""
 
 
+def import_onnxruntime() -> Any:
+    """onnxruntime, imported with its telemetry off unless the user chose otherwise: since 1.32 its Linux wheels
+    start Microsoft's 1DS telemetry at import, which writes a `.ses` file into TMPDIR (a server must leave no
+    files behind) and queues usage events for upload. ORT_DISABLE_TELEMETRY=1, set before the first import,
+    turns it off for the process; a value the user set is kept. ImportError when onnxruntime is missing."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime
+
+    return onnxruntime
+
+
 def is_onnx(path: Optional[str]) -> bool:
     return path is not None and str(path).lower().endswith(ONNX_SUFFIX)
 
@@ -133,7 +144,7 @@ def load_onnx(path: str, device: Optional[str] = "cpu",
     if not os.path.isfile(path):
         raise ModelFileError(f"{path}: no such model file" if not os.path.isdir(path) else f"{path}: is a folder")
     try:
-        import onnxruntime
+        onnxruntime = import_onnxruntime()
     except ImportError:
         raise ModelFileError(f"{path}: running an ONNX model needs onnxruntime: pip install "
                              "'deepspeech-pytorch[onnx]' (or pip install onnxruntime)") from None

@@ -85,8 +85,9 @@ def _windows(audio: np.ndarray) -> np.ndarray:
 
 
 def _onnx_scorer(path: str) -> Callable[[np.ndarray], np.ndarray]:
-    import onnxruntime
+    from deepspeech_pytorch.onnx_backend import import_onnxruntime
 
+    onnxruntime = import_onnxruntime()  # telemetry off: no file left in TMPDIR
     options = onnxruntime.SessionOptions()
     options.inter_op_num_threads = 1
     options.intra_op_num_threads = 1  # a small model: more threads only add hand-over time

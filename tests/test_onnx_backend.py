@@ -137,11 +137,15 @@ print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
 """
 
 
-def test_the_onnxruntime_path_never_imports_torch(exported, bundled):
-    """Audio -> VAD -> features -> ONNX model -> greedy and beam + KenLM decoders -> text, torch never loaded."""
+def test_the_onnxruntime_path_never_imports_torch(exported, bundled, tmp_path):
+    """Audio -> VAD -> features -> ONNX model -> greedy and beam + KenLM decoders -> text, torch never loaded;
+    and ONNX Runtime's telemetry stays off, so nothing is left in TMPDIR (it writes a .ses file there)."""
+    env = {key: value for key, value in os.environ.items() if key != "ORT_DISABLE_TELEMETRY"}
+    (tmp_path / "tmp").mkdir()
     result = subprocess.run([sys.executable, "-c", TORCH_FREE_PROBE, exported, SAMPLES[3]], capture_output=True,
-                            text=True, cwd=ROOT)
+                            text=True, cwd=ROOT, env={**env, "TMPDIR": str(tmp_path / "tmp")})
     assert result.returncode == 0, result.stderr
+    assert os.listdir(tmp_path / "tmp") == []
     greedy, beam, modules = result.stdout.splitlines()
     assert modules == "[]"
     transcriber = Transcriber(bundled)
