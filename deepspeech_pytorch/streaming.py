@@ -524,6 +524,7 @@ class StreamingTranscriber:
         self._length = 0  # its samples so far
         self._last_speech = 0  # the end of its last speech window, in samples from its start
         self._finished = False
+        self._transcribed = 0  # samples of the finished utterances' results
 
     # -- public --
 
@@ -562,6 +563,12 @@ class StreamingTranscriber:
     def seconds(self) -> float:
         """Stream time consumed so far (seconds)."""
         return self._position / self.sample_rate
+
+    @property
+    def transcribed_seconds(self) -> float:
+        """Audio the finals so far are the result of (seconds): the utterances up to their trails, not the
+        silence between them (nor, in streaming mode, what the model heard of it)."""
+        return self._transcribed / self.sample_rate
 
     @property
     def buffered_samples(self) -> int:
@@ -656,6 +663,7 @@ class StreamingTranscriber:
         self._audio = [np.concatenate(self._audio)] if len(self._audio) > 1 else self._audio
         audio = self._audio[0] if self._audio else np.zeros(0, np.float32)
         hypothesis = self._recognizer.final(audio[:end])
+        self._transcribed += end
         offset = self._start / self.sample_rate
         duration = end / self.sample_rate
         if hypothesis.text:

@@ -383,6 +383,30 @@ def _sample(name):
     return os.path.join(os.path.dirname(__file__), "..", "deepspeech_pytorch", "pretrained", "samples", name)
 
 
+def test_streaming_mode_cuts_long_speech_and_holds_back_the_endpoint_silence(streaming_model, sentences):
+    """Speech longer than max_utterance_seconds is cut (each final at most that long, the stream holding no more);
+    the model is not run over the endpoint's silence (only the utterance's trail)."""
+    talk = np.concatenate([sentences[0], sentences[1]] * 3)
+    stream = StreamingTranscriber(streaming_model, "greedy", max_utterance_seconds=3.0, endpoint_silence_seconds=1.5)
+    updates, held = [], []
+    for first in range(0, len(talk), 8000):
+        updates.append(stream.accept_audio(talk[first: first + 8000]))
+        held.append(stream.buffered_samples)
+    updates.append(stream.accept_audio(np.zeros(3 * RATE, np.float32)))
+    assert stream._recognizer is None  # endpointed
+    finals = finals_of(updates)
+    assert len(finals) >= 3 and max(final.duration for final in finals) <= 3.0 + 1e-6 and max(held) <= 3.5 * RATE
+    starts = [final.words[0].start for final in finals if final.words]
+    assert starts == sorted(starts)
+    stream = StreamingTranscriber(streaming_model, "greedy")
+    speech = len(sentences[0]) / RATE
+    stream.accept_audio(np.concatenate([sentences[0], np.zeros(int(0.4 * RATE), np.float32)]))
+    assert stream._recognizer.consumed / RATE < speech + stream._trail / RATE + 0.1  # the silence waits
+    finals = finals_of([stream.accept_audio(np.zeros(RATE, np.float32)), stream.finish()])
+    assert len(finals) == 1 and finals[0].duration == pytest.approx(stream.transcribed_seconds)
+    assert speech < stream.transcribed_seconds < speech + stream._trail / RATE + 0.1
+
+
 # ---- a trained streaming model, end to end ------------------------------------------------------------------
 
 def test_a_trained_unidirectional_model_streams_from_its_checkpoint(speech_corpus, tmp_path):
