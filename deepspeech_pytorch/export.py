@@ -411,21 +411,27 @@ class _CalibrationReader:
 
 def export_onnx_int8(loaded: LoadedModel, path: str, check_paths: Sequence[str],
                      calibration_paths: Optional[Sequence[str]] = None, per_channel: bool = True,
-                     max_cer: float = INT8_MAX_CER, opset: int = OPSET) -> ParityReport:
-    """Write an int8 ONNX file: BatchNorm folded into the convolutions, which ONNX Runtime's static QDQ
-    quantization makes int8 (QLinearConv; activation ranges calibrated on `calibration_paths`, none: the
-    convolutions stay fp32; `per_channel` weight scales), the output MatMul dynamically quantized, and the
-    recurrent layers' weights stored in int8 (`quantize_recurrent_weights`). Then run it in ONNX Runtime on
-    the check audio: ExportError when its greedy transcripts differ from the model's by more than `max_cer`."""
+                     max_cer: float = INT8_MAX_CER, opset: int = OPSET, conv: str = "static",
+                     matmul: bool = True, recurrent: bool = True, reduce_range: bool = False) -> ParityReport:
+    """Write an int8 ONNX file: BatchNorm folded into the convolutions, which ONNX Runtime quantizes
+    (`conv`: "static" QDQ with activation ranges calibrated on `calibration_paths`, fused to QLinearConv at
+    load; without calibration audio they stay fp32; "dynamic": ConvInteger; "fp32"), the output MatMul
+    dynamically quantized (`matmul`), and the recurrent layers' weights stored in int8 (`recurrent`, see
+    `quantize_recurrent_weights`). `per_channel` and `reduce_range` (7-bit weights) are ONNX Runtime's options.
+    Then run it in ONNX Runtime on the check audio: ExportError when its greedy transcripts differ from the
+    model's by a CER above `max_cer`."""
     import tempfile
 
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic as ort_quantize_dynamic, \
         quantize_static as ort_quantize_static
 
+    if conv not in ("static", "dynamic", "fp32"):
+        raise ExportError(f"conv={conv!r}: choose static, dynamic or fp32")
     features, lengths = check_features(loaded, check_audio(check_paths, loaded.features.sample_rate))
-    calibration = calibration_features(loaded, calibration_paths) if calibration_paths else None
+    calibration = calibration_features(loaded, calibration_paths) if calibration_paths and conv == "static" else None
     folded = fold_conv_batch_norm(loaded.model)
+    options = ", ".join(name for name, on in (("per channel", per_channel), ("reduced range", reduce_range)) if on)
     steps = []
     with tempfile.TemporaryDirectory() as work:
         current = os.path.join(work, "fp32.onnx")
@@ -438,29 +444,31 @@ def export_onnx_int8(loaded: LoadedModel, path: str, check_paths: Sequence[str],
             if calibration:
                 target = os.path.join(work, "conv.onnx")
                 ort_quantize_static(current, target, _CalibrationReader(calibration), quant_format=QuantFormat.QDQ,
-                                    op_types_to_quantize=["Conv"], per_channel=per_channel,
+                                    op_types_to_quantize=["Conv"], per_channel=per_channel, reduce_range=reduce_range,
                                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
                 current = target
-                steps.append(f"static int8 convolutions (QDQ{', per channel' if per_channel else ''})")
-            target = os.path.join(work, "matmul.onnx")
-            ort_quantize_dynamic(current, target, op_types_to_quantize=["MatMul"], per_channel=per_channel,
-                                 weight_type=QuantType.QInt8)
-            current = target
-            steps.append("dynamic int8 MatMul")
+                steps.append(f"static int8 convolutions (QDQ{', ' + options if options else ''})")
+            dynamic = (["Conv"] if conv == "dynamic" else []) + (["MatMul"] if matmul else [])
+            if dynamic:
+                target = os.path.join(work, "dynamic.onnx")
+                ort_quantize_dynamic(current, target, op_types_to_quantize=dynamic, per_channel=per_channel,
+                                     reduce_range=reduce_range, weight_type=QuantType.QInt8)
+                current = target
+                steps.append(f"dynamic int8 {' and '.join(dynamic)}{' (' + options + ')' if options else ''}")
         except Exception as error:
             raise ExportError(f"{loaded.name}: ONNX Runtime quantization failed ({str(error).splitlines()[0]})") \
                 from None
         finally:
             quiet.setLevel(level)
         proto = onnx.load(current)
-    if quantize_recurrent_weights(proto):
+    if recurrent and quantize_recurrent_weights(proto):
         steps.append("int8 recurrent weights (fp32 arithmetic)")
     _atomic_write(path, _with_metadata(proto, metadata(loaded, "onnxruntime " + "; ".join(steps))).SerializeToString())
     return _kept_if_checked(path, lambda: compare(loaded, _onnx_runner(path), features, lengths, None, path, max_cer))
 
 
 def export_all(loaded: LoadedModel, output_dir: str, check_paths: Sequence[str],
-               formats: Sequence[str] = ("onnx", "torchscript", "torchscript_int8"),
+               formats: Sequence[str] = tuple(FORMATS),
                calibration_paths: Optional[Sequence[str]] = None, static_conv: bool = True,
                int8_max_cer: float = INT8_MAX_CER) -> Dict[str, Dict[str, object]]:
     """Every requested format (FORMATS) into `output_dir` as <name><suffix>; returns, per format, the file,
