@@ -338,17 +338,43 @@ class GreedyStream:
         return self.best()
 
 
+BEAM_LOOK_BACK = 150  # frames (3 s at 20 ms) the beam search keeps open behind its newest frame
+BEAM_PRUNE_EVERY = 50  # frames between two prunings
+FLASHLIGHT_LOOK_BACK_LIMIT = 100  # frames flashlight may go further back, to a word's end, when it prunes
+
+
+@dataclass
+class _Path:
+    """A search result put together from the pruned part and flashlight's result since (its fields)."""
+
+    tokens: List[int]
+    words: List[int]
+    score: float
+
+
 class BeamStream:
     """flashlight-text's beam search (with the decoder's KenLM and lexicon) fed frame by frame: decode_begin,
-    decode_step per chunk, decode_end; the same search and result as `BeamSearchDecoder.decode_one` on all
-    the frames at once."""
+    decode_step per chunk, decode_end; the search and result of `BeamSearchDecoder.decode_one` on all the
+    frames at once, but for one thing that bounds its memory: every BEAM_PRUNE_EVERY frames the hypotheses are
+    pruned to those that share the best one's path up to `look_back` frames ago (at a word's end), as wav2letter's
+    streaming decoder does. A result then differs from the one-pass search only where the best path changed
+    more than `look_back` frames (3 s) back."""
 
-    def __init__(self, decoder: BeamSearchDecoder):
+    def __init__(self, decoder: BeamSearchDecoder, look_back: int = BEAM_LOOK_BACK):
         self.decoder = decoder
         self.search = decoder._search()
         self.search.decode_begin()
+        self.look_back = look_back
         self.frames = 0
+        self.pruned = 0  # frames whose path is settled (kept in self.tokens / self.words)
+        self.tokens: List[int] = []
+        self.words: List[int] = []
         self.cached: Optional[Tuple[int, Hypothesis]] = None
+
+    @property
+    def open_frames(self) -> int:
+        """Frames the search still keeps hypotheses for."""
+        return self.frames - self.pruned
 
     def step(self, log_probs: "Tensor") -> None:
         if log_probs.shape[0]:
@@ -357,13 +383,31 @@ class BeamStream:
             emissions = log_probs.detach().to("cpu", torch.float32).contiguous()
             self.search.decode_step(emissions.data_ptr(), emissions.shape[0], emissions.shape[1])
             self.frames += emissions.shape[0]
+            if self.open_frames > self.look_back + FLASHLIGHT_LOOK_BACK_LIMIT + BEAM_PRUNE_EVERY:
+                self._prune()
+
+    def _prune(self) -> None:
+        before = len(self.search.get_best_hypothesis().tokens)
+        settled = self.search.get_best_hypothesis(self.look_back)  # the path prune keeps, up to where it cuts
+        self.search.prune(self.look_back)
+        moved = before - len(self.search.get_best_hypothesis().tokens)
+        if moved <= 0:
+            return
+        if len(settled.tokens) - 1 != moved:
+            raise RuntimeError(f"flashlight pruned {moved} frames, not the {len(settled.tokens) - 1} it reported")
+        self.tokens += list(settled.tokens)[:moved]
+        self.words += list(settled.words)[:moved]
+        self.pruned += moved
+
+    def _whole(self, result: Any) -> _Path:
+        return _Path(self.tokens + list(result.tokens), self.words + list(result.words), result.score)
 
     def best(self) -> Hypothesis:
         """The best hypothesis so far: its complete words, then the letters of a word under way."""
         if self.cached is None or self.cached[0] != self.frames:
             if self.frames == 0:
                 return Hypothesis("", [])
-            result = self.search.get_best_hypothesis()
+            result = self._whole(self.search.get_best_hypothesis())
             hypothesis = self.decoder._hypothesis(result, self.frames)
             if self.decoder.trie is not None:  # the lexicon's words so far, and the spelling of one under way
                 spelled = [word.word for word in hypothesis.words]
@@ -383,7 +427,7 @@ class BeamStream:
         results = self.search.get_all_final_hypothesis() if self.frames else []
         if not results:
             return Hypothesis("", [])
-        return self.decoder._hypothesis(results[0], self.frames)
+        return self.decoder._hypothesis(self._whole(results[0]), self.frames)
 
 
 def decoder_stream(decoder: Decoder):
@@ -474,8 +518,8 @@ class StreamingTranscriber:
     endpoint_silence_seconds: trailing non-speech that ends an utterance.
     word_timings: whether finals carry word start/end times.
     max_utterance_seconds: longer speech is cut at its quietest 10 ms among the last 3 s before this length and
-        finalised; the rest goes on as the next utterance. It bounds what a stream holds: the utterance's audio
-        and, with beam search in streaming mode, the search's hypotheses (about 6 MB per second at beam 500).
+        finalised; the rest goes on as the next utterance. It bounds the utterance's audio a stream holds (a beam
+        search in streaming mode keeps hypotheses for its last few seconds only, see BeamStream).
     partial_interval_seconds: utterance mode re-transcribes for a partial after at least this much new audio
         (and at least a tenth of the utterance so far); streaming mode updates the partial on every call.
     vad_threshold: Silero's speech probability from which a 32 ms window is speech.

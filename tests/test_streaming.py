@@ -181,6 +181,25 @@ def test_incremental_beam_search_with_the_lm_equals_offline(bundled, sample_log_
     assert partials[-1].split()[:5] == final.text.split()[:5]
 
 
+def test_pruned_incremental_beam_search_holds_few_frames_and_gives_the_same_result(bundled, sample_log_probs):
+    """Pruning the search to the best path's past (look_back frames ago, at a word's end) bounds the frames it
+    keeps open; where the best path is settled that far back the result is the one-pass search's."""
+    language_model = bundled.language_model
+    for lexicon in (language_model.lexicon_path, None):
+        decoder = BeamSearchDecoder(bundled.alphabet, 0.02, lm_path=language_model.path if lexicon else None,
+                                    lexicon_path=lexicon, alpha=language_model.alpha, beta=language_model.beta,
+                                    beam_size=50)
+        expected = decoder.decode_one(sample_log_probs)[0]
+        stream = BeamStream(decoder, look_back=10)
+        most = 0
+        for first in range(0, len(sample_log_probs), 16):
+            stream.step(sample_log_probs[first: first + 16])
+            most = max(most, stream.open_frames)
+        final = stream.end()
+        assert stream.pruned > len(sample_log_probs) / 2 and most <= 10 + 100 + 50 + 16
+        assert final.text == expected.text and final.words == expected.words
+
+
 # ---- the VAD -------------------------------------------------------------------------------------------------
 
 def test_streaming_vad_gives_the_one_pass_probabilities():
