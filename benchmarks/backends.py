@@ -56,8 +56,8 @@ def model_files(loaded: LoadedModel, export_dir: str) -> Dict[str, str]:
     paths = {backend: os.path.join(export_dir, loaded.name + FORMATS[fmt]) for backend, fmt in FILES.items()}
     missing = [FILES[b] for b, p in paths.items() if not os.path.isfile(p)]
     if missing:
-        samples = sorted(os.path.join(PRETRAINED_DIR, "samples", f) for f in os.listdir(os.path.join(PRETRAINED_DIR, "samples"))
-                         if f.endswith(".wav"))
+        folder = os.path.join(PRETRAINED_DIR, "samples")
+        samples = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".wav"))
         export_all(loaded, export_dir, samples, missing)
     return {"torch_fp32": loaded.path, **paths}
 
@@ -124,7 +124,8 @@ def exported_metadata(path: str) -> Dict[str, str]:
     if path.endswith(".onnx"):
         import onnxruntime
 
-        return dict(onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map)
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return dict(session.get_modelmeta().custom_metadata_map)
     extra = {METADATA_FILE: ""}
     torch.jit.load(path, map_location="cpu", _extra_files=extra)
     return json.loads(extra[METADATA_FILE])
@@ -140,7 +141,8 @@ def memory_worker(backend: str, path: str, clip_paths: List[str], threads: int) 
             seconds_per_frame(loaded.features) * loaded.model.time_stride
     else:  # what the exported file says about itself: the fp32 weights are not loaded
         meta = exported_metadata(path)
-        features, alphabet = FeatureConfig(**json.loads(meta["feature_config"])), Alphabet(tuple(json.loads(meta["labels"])))
+        features = FeatureConfig(**json.loads(meta["feature_config"]))
+        alphabet = Alphabet(tuple(json.loads(meta["labels"])))
         frame_seconds, loaded = float(meta["seconds_per_frame"]), None
     run = runner(backend, loaded, path, threads)
     decoder = build_decoder("greedy", alphabet, frame_seconds)
@@ -251,7 +253,8 @@ def main() -> None:
     for backend in BACKENDS:
         row = {"backend": backend, "file_mb": round(os.path.getsize(files[backend]) / 1e6, 1),
                "size_vs_fp32": round(os.path.getsize(files[backend]) / fp32_bytes, 3),
-               "rtf_b1": round(speed[backend, 1] / audio_seconds, 4), "rtf_b8": round(speed[backend, 8] / audio_seconds, 4),
+               "rtf_b1": round(speed[backend, 1] / audio_seconds, 4),
+               "rtf_b8": round(speed[backend, 8] / audio_seconds, 4),
                "speedup_b1": round(speed["torch_fp32", 1] / speed[backend, 1], 2),
                "speedup_b8": round(speed["torch_fp32", 8] / speed[backend, 8], 2),
                "model_rtf_b1": round(model_speed[backend, 1] / audio_seconds, 4),
@@ -266,7 +269,8 @@ def main() -> None:
         rows.append(row)
     summary = {"model": loaded.name, "threads": args.threads, "load_average_at_start": round(load, 2),
                "speed_clips": len(speed_clips), "speed_audio_seconds": round(audio_seconds, 1),
-               "fp32_file_mb": round(fp32_bytes / 1e6, 1), "checkpoint_mb": round(os.path.getsize(loaded.path) / 1e6, 1),
+               "fp32_file_mb": round(fp32_bytes / 1e6, 1),
+               "checkpoint_mb": round(os.path.getsize(loaded.path) / 1e6, 1),
                "splits": {s: accuracy[s, BACKENDS[0]]["clips"] for s, _ in splits if accuracy}, "rows": rows}
     print(f"{loaded.name}: {len(speed_clips)} clips, {audio_seconds:.1f} s timed; {args.threads} threads; "
           f"load average {load:.2f}; fp32 file {fp32_bytes / 1e6:.1f} MB (checkpoint {summary['checkpoint_mb']} MB)")

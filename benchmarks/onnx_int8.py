@@ -19,7 +19,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from deepspeech_pytorch.export import ExportError, check_audio, check_features, export_onnx, export_onnx_int8  # noqa: E402
+from deepspeech_pytorch.export import (ExportError, check_audio, check_features, export_onnx,  # noqa: E402
+                                       export_onnx_int8)
 from deepspeech_pytorch.inference import PRETRAINED_DIR, load_model  # noqa: E402
 
 SAMPLES = os.path.join(PRETRAINED_DIR, "samples")
@@ -73,7 +74,8 @@ def main() -> None:
     features, lengths = check_features(loaded, check_audio(args.audio[:1], loaded.features.sample_rate))
     feed = {"features": features.numpy(), "lengths": lengths.numpy()}
     seconds = float(lengths[0]) * loaded.features.window_stride
-    sessions = {(name, threads): session(path, threads, folds[name]) for name, path in files.items() for threads in (1, 2)}
+    sessions = {(name, threads): session(path, threads, folds[name])
+                for name, path in files.items() for threads in (1, 2)}
     best = {key: float("inf") for key in sessions}
     for key, runner in sessions.items():
         runner.run(None, feed)
@@ -91,9 +93,11 @@ def main() -> None:
                      "max_abs_logit_diff": round(report.max_abs_logit_difference, 3),
                      "transcript_cer_pct": round(100 * report.transcript_cer, 2),
                      "transcripts_equal": f"{report.transcripts_equal}/{report.utterances}"})
-    print(f"{loaded.name}: batch 1, {seconds:.1f} s clip, best of {args.repeats}; load average {os.getloadavg()[0]:.2f}")
+    print(f"{loaded.name}: batch 1, {seconds:.1f} s clip, best of {args.repeats}; "
+          f"load average {os.getloadavg()[0]:.2f}")
     width = max(len(r["variant"]) for r in rows)
-    print(f"{'variant':<{width}} | {'MB':>5} | {'1 thr ms':>8} | {'2 thr ms':>8} | {'x fp32':>6} | {'max|dlogit|':>11} | "
+    print(f"{'variant':<{width}} | {'MB':>5} | {'1 thr ms':>8} | {'2 thr ms':>8} | {'x fp32':>6} | "
+          f"{'max|dlogit|':>11} | "
           f"{'CER %':>5} | equal")
     for r in rows:
         print(f"{r['variant']:<{width}} | {r['mb']:>5} | {r['ms_1_thread']:>8} | {r['ms_2_threads']:>8} | "

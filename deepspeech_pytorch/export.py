@@ -333,7 +333,8 @@ def quantize_int8(loaded: LoadedModel, calibration: Optional[Sequence[Tuple[Tens
 
 
 def export_torchscript(loaded: LoadedModel, path: str, check_paths: Sequence[str], int8: bool = False,
-                       calibration_paths: Optional[Sequence[str]] = None, max_cer: float = INT8_MAX_CER) -> ParityReport:
+                       calibration_paths: Optional[Sequence[str]] = None,
+                       max_cer: float = INT8_MAX_CER) -> ParityReport:
     """Trace the acoustic model (int8: `quantize_int8`, convolutions calibrated on `calibration_paths` unless
     that is empty) to a TorchScript file with the metadata as an extra file, load it back and compare. fp32
     must match within tolerance; int8 within `max_cer` of the model's greedy transcripts.

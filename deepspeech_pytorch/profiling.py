@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -201,7 +201,8 @@ def format_profile(result: Dict[str, Any]) -> str:
              f"measured fp32 matmul ({result['matmul_size']}^3): {result['matmul_gflops']} GFLOP/s",
              f"{'layer':<12} {'type':<18} {'params':>11} {'MMACs/audio s':>14} {'MFLOPs/audio s':>15}"]
     for row in result["layers"]:
-        lines.append(f"{row['layer']:<12} {row['type']:<18} {row['parameters']:>11,} {row['macs_per_audio_s'] / 1e6:>14.1f} "
+        lines.append(f"{row['layer']:<12} {row['type']:<18} {row['parameters']:>11,} "
+                     f"{row['macs_per_audio_s'] / 1e6:>14.1f} "
                      f"{row['flops_per_audio_s'] / 1e6:>15.1f}")
     lines.append("")
     lines.append(f"{'batch':>5} {'stage':<16} {'ms':>9} {'ms/audio s':>11} {'share':>6} {'GFLOP/s':>8} {'of peak':>8}")
