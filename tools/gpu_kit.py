@@ -270,16 +270,17 @@ const char *audio_object_strerror(struct audio_object *o, int e) { return "no au
 """
 
 
-def pack_engines(output: str, mbrola: Sequence[str] = ()) -> dict:
-    """espeak-ng (English data only) and SVOX Pico (en-US, en-GB), with MBROLA and the named diphone
-    databases (e.g. us1) if given, from this machine's Debian packages, as a tar.xz laid out as
-    bin/ lib/ share/{espeak-ng-data,pico/lang,mbrola}: tools/gpu_kit.sh installs it under /opt there."""
+def pack_engines(output: str, mbrola: Sequence[str] = (), pico: bool = False) -> dict:
+    """espeak-ng (English data only: 0.6 MB), with SVOX Pico (en-US, en-GB: 1.7 MB more) and MBROLA with
+    the named diphone databases (e.g. us1: about 5 MB each) if asked, from this machine's Debian packages,
+    as a tar.xz laid out as bin/ lib/ share/{espeak-ng-data,pico/lang,mbrola}: tools/gpu_kit.sh unpacks it
+    there and runs the programs with PATH, LD_LIBRARY_PATH and ESPEAK_DATA_PATH pointing into it."""
     import tarfile
     import tempfile
 
     from deepspeech_pytorch.corpora.tts import MBROLA_DIR, MBROLA_VOICES, PICO_LANG_DIR, PICO_VOICES
 
-    programs = ["espeak-ng", "pico2wave"] + (["mbrola"] if mbrola else [])
+    programs = ["espeak-ng"] + (["pico2wave"] if pico else []) + (["mbrola"] if mbrola else [])
     missing = [p for p in programs if shutil.which(p) is None]
     if missing:
         raise KitError(f"not installed here: {', '.join(missing)} (apt-get install espeak-ng libttspico-utils mbrola)")
@@ -288,7 +289,7 @@ def pack_engines(output: str, mbrola: Sequence[str] = ()) -> dict:
             os.makedirs(os.path.join(root, folder))
         for program in programs:
             shutil.copy2(shutil.which(program), os.path.join(root, "bin", program))
-        for library in ("libespeak-ng.so.1", "libsonic.so.0", "libttspico.so.0", "libpopt.so.0"):
+        for library in ("libespeak-ng.so.1", "libsonic.so.0") + (("libttspico.so.0", "libpopt.so.0") if pico else ()):
             shutil.copy2(os.path.realpath(os.path.join(LIB_DIR, library)), os.path.join(root, "lib", library))
         stub = os.path.join(root, "pcaudio.c")
         with open(stub, "w") as handle:
@@ -305,7 +306,7 @@ def pack_engines(output: str, mbrola: Sequence[str] = ()) -> dict:
         for name in os.listdir(os.path.join(ESPEAK_DATA, "lang", "gmw")):
             if name.lower().startswith("en"):
                 shutil.copy2(os.path.join(ESPEAK_DATA, "lang", "gmw", name), os.path.join(data, "lang", "gmw", name))
-        for lang, speaker in PICO_VOICES.items():
+        for lang, speaker in (PICO_VOICES.items() if pico else ()):
             for name in (f"{lang}_ta.bin", f"{lang}_{speaker}_sg.bin"):
                 shutil.copy2(os.path.join(PICO_LANG_DIR, name), os.path.join(root, "share", "pico", "lang", name))
         voices = [v for v, db in MBROLA_VOICES.items() if db in mbrola]
@@ -519,10 +520,14 @@ def unpack(args: argparse.Namespace) -> dict:
             unpack_corpus(os.path.join(kit_dir, "noise", "noise" + INDEX_SUFFIX), os.path.join(work, "noise", "clips"),
                           result["noise"], pool)
         if args.rooms and not kit.get("rirs"):
-            result["rirs"] = os.path.join(work, "rirs")
-            rooms = list(pool.map(_simulate_room, range(args.rooms), chunksize=4))
-            write_rirs({f"room{k:04d}": rir for k, rir in enumerate(rooms)}, result["rirs"])
-            logger.info("%d rooms simulated -> %s", len(rooms), result["rirs"])
+            try:  # without rooms the run trains on: gpu_kit.sh leaves room reverb off when rirs/ is missing
+                rooms = list(pool.map(_simulate_room, range(args.rooms), chunksize=4))
+            except Exception as error:  # pyroomacoustics missing or broken there: one line, not the end of the run
+                logger.warning("no rooms simulated (%s: %s): room reverb stays off", type(error).__name__, error)
+            else:
+                result["rirs"] = os.path.join(work, "rirs")
+                write_rirs({f"room{k:04d}": rir for k, rir in enumerate(rooms)}, result["rirs"])
+                logger.info("%d rooms simulated -> %s", len(rooms), result["rirs"])
     if kit.get("rirs"):
         with np.load(os.path.join(kit_dir, "rirs.npz")) as bank:
             result["rirs"] = os.path.join(work, "rirs")
@@ -624,7 +629,7 @@ def finish(args: argparse.Namespace) -> dict:
     results["chosen"] = chosen
     shutil.copy2(results["candidates"][chosen]["path"], os.path.join(slim_dir, "model-fp16.pt"))
     results["files"] = split_file(os.path.join(slim_dir, "model-fp16.pt"), out, args.part_mib)
-    if chosen != "last" and "last" in states and args.with_last:
+    if chosen != "last" and "last" in states and args.with_last and states["last"].get("step") != states[chosen].get("step"):
         results["files"] += split_file(results["candidates"]["last"]["path"], out, args.part_mib)
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=1)
@@ -712,19 +717,21 @@ def throughput(args: argparse.Namespace) -> dict:
     dataset = SpeechDataset(entries, Alphabet(oov_policy="drop"), features, waveform, feature, seed=args.seed)
     for index in range(min(args.warmup, len(dataset))):  # rooms simulated / noise decoded on first use
         dataset[index]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for epoch in range(args.epochs):
         dataset.set_epoch(epoch + 1)
         for index in range(len(dataset)):
             sample = dataset[index]
             if sample.failure is not None:
                 raise KitError(sample.failure.message)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     count = len(dataset) * args.epochs
     audio = sum(e.duration for e in entries) * args.epochs
-    return {"manifest": args.manifest, "utterances": count, "seconds": round(elapsed, 2),
-            "utterances_per_second": round(count / elapsed, 1), "audio_seconds_per_second": round(audio / elapsed, 1),
-            "mean_duration": round(audio / count, 2), "overrides": args.overrides}
+    # per CPU second (this process's own time: a busy machine does not bend it) and per wall-clock second
+    return {"manifest": args.manifest, "utterances": count, "cpu_seconds": round(cpu, 2), "seconds": round(elapsed, 2),
+            "utterances_per_cpu_second": round(count / cpu, 1), "audio_seconds_per_cpu_second": round(audio / cpu, 1),
+            "utterances_per_second": round(count / elapsed, 1), "mean_duration": round(audio / count, 2),
+            "overrides": args.overrides}
 
 
 # ---- command line -----------------------------------------------------------------------------------
@@ -762,7 +769,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--output", required=True)
     e = sub.add_parser("engines", help="espeak-ng, Pico (and MBROLA) from this machine as a tar.xz for the device")
     e.add_argument("--output", required=True)
-    e.add_argument("--mbrola", default="", help="comma separated diphone databases, e.g. us1,us2 (7 MB each)")
+    e.add_argument("--mbrola", default="", help="comma separated diphone databases, e.g. us1,us2 (about 5 MB each)")
+    e.add_argument("--pico", action="store_true", help="SVOX Pico too (1.7 MB; left out, it is an engine never trained on)")
     f = sub.add_parser("finish", help="choose best/last/averaged on validation; fp16 parts and results.json to --out")
     f.add_argument("--checkpoints", required=True, help="the training run's checkpoint.directory")
     f.add_argument("--val", action="append", default=[], help="validation manifest (the first one chooses)")
@@ -804,7 +812,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                   "text": lambda a: training_text(a.output),
                   "rooms": lambda a: {"output": a.output, "rooms": write_rirs(
                       {f"room{k:04d}": rir for k, rir in enumerate(simulate_rooms(a.rooms, a.workers))}, a.output)},
-                  "engines": lambda a: pack_engines(a.output, [d for d in a.mbrola.split(",") if d])}[args.command](args)
+                  "engines": lambda a: pack_engines(a.output, [d for d in a.mbrola.split(",") if d], a.pico)}[args.command](args)
     except (KitError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

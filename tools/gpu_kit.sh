@@ -20,6 +20,7 @@ PY=${PYTHON:-python3}
 CORES=$(nproc)
 WORKERS=${WORKERS:-$((CORES > 2 ? CORES - 2 : 1))}     # data workers while training (14 of 16 cores)
 MODEL=${MODEL:-ds2_cpu_wide}
+MODEL_ARGS=${MODEL_ARGS:-}                 # e.g. "model.hidden_size=640"
 DEVICE=${DEVICE:-cuda}
 PRECISION=${PRECISION:-fp16}
 BATCH=${BATCH:-64}
@@ -36,13 +37,14 @@ ROOMS=${ROOMS:-256}
 REAL_REPEATS=${REAL_REPEATS:-1}
 EVERY_STEPS=${EVERY_STEPS:-500}
 MIN_TRAIN_MINUTES=${MIN_TRAIN_MINUTES:-0.5}
+VAL_SECONDS=${VAL_SECONDS:-5}            # one validation pass (Drascula val) and the epoch's checkpoints
 
 # The kit's augmentation, measured with `throughput` (docs/gpu_kit.md): on top of configs/bundled.yaml's
 # SpecAugment, speed 0.9-1.1 and gain +-6 dB.
 augment_settings() {  # $1: the unpacked work folder
   echo "augment.noise.enabled=true augment.noise.manifest=$1/noise/noise.jsonl augment.noise.probability=0.4" \
        "augment.noise.min_snr_db=5 augment.noise.max_snr_db=30" \
-       "augment.room.enabled=true augment.room.probability=0.3 augment.room.directory=$1/rirs" \
+       "$( [ -d "$1/rirs" ] && echo "augment.room.enabled=true augment.room.probability=0.3 augment.room.directory=$1/rirs")" \
        "augment.channel.enabled=true augment.channel.telephone_probability=0.1" \
        "augment.channel.bandlimit_probability=0.2 augment.channel.codec_probability=0.15" \
        "augment.silence.enabled=true augment.silence.probability=0.3" \
@@ -53,16 +55,20 @@ now() { date +%s; }
 elapsed() { echo $(( $(now) - T0 )); }
 say() { echo "[gpu_kit +$(elapsed)s] $*"; }
 
+untar() {  # tar.xz through Python: the image may have no xz program
+  "$PY" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='tar')" "$1" "$2"
+}
+
 install_site() {  # wheels the device's Python lacks (site.tar.xz), and the engines, if carried
   if [ -f "$KIT/site.tar.xz" ]; then
-    mkdir -p "$WORK/site" && tar -xJf "$KIT/site.tar.xz" -C "$WORK/site"
+    mkdir -p "$WORK/site" && untar "$KIT/site.tar.xz" "$WORK/site"
     export PYTHONPATH="$PWD:$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
   else
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   fi
   if [ -f "$KIT/engines.tar.xz" ]; then
     local engines="$WORK/engines"
-    mkdir -p "$engines" && tar -xJf "$KIT/engines.tar.xz" -C "$engines"
+    mkdir -p "$engines" && untar "$KIT/engines.tar.xz" "$engines"
     # pico2wave and the corpus builder look in the Debian places; link them where nothing is there yet
     if [ -d "$engines/share/pico/lang" ] && [ -n "$(ls "$engines/share/pico/lang")" ] && [ ! -e /usr/share/pico/lang ]; then
       mkdir -p /usr/share/pico && ln -s "$engines/share/pico/lang" /usr/share/pico/lang || true
@@ -108,7 +114,7 @@ speed = $CORES * $SYNTH_SECONDS_PER_SECOND
 hours = 0.0
 for _ in range(20):
     train = max(left - (hours * 3600 / speed + 15 if hours > 0 else 0), 60 * $MIN_TRAIN_MINUTES)
-    per_epoch = train * $STEPS_PER_SECOND * $BATCH / $EPOCHS
+    per_epoch = max(train - $EPOCHS * $VAL_SECONDS, 30) * $STEPS_PER_SECOND * $BATCH / $EPOCHS
     hours = min(max(per_epoch - real, 0) * $SYNTH_MEAN_SECONDS / 3600, $MAX_SYNTH_HOURS) if "$text" else 0.0
 print(f"{hours:.2f} {train:.0f}")
 EOF
@@ -141,7 +147,7 @@ EOF
     data.batch_size="$BATCH" data.num_workers="$WORKERS" device="$DEVICE" precision="$PRECISION" \
     epochs="$EPOCHS" max_minutes="$minutes" optim.learning_rate="$LR" log_dir=null \
     checkpoint.directory="$WORK/ckpt" checkpoint.every_steps="$EVERY_STEPS" checkpoint.keep_every_epoch=true \
-    $(augment_settings "$WORK") | tee "$OUT/train.json" || say "train.py failed: finishing with what it saved"
+    $MODEL_ARGS $(augment_settings "$WORK") | tee "$OUT/train.json" || say "train.py failed: finishing with what it saved"
 
   say "finish"
   local vals=()

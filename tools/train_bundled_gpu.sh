@@ -1,4 +1,10 @@
 #!/usr/bin/env bash
+# Superseded for short GPU loans by tools/gpu_kit.sh (docs/gpu_kit.md): this recipe needs about 23 minutes
+# and a network-free machine with the project's venv and apt synthesizers, where a loan now gives one call
+# of at most 10 minutes (15 minutes of device time in all) and 64 MiB of carried files. It is kept as the
+# record of how the current bundled model was trained. Its flite voices awb and rms are CMU ARCTIC voices,
+# which the corpus builder now refuses: run today, flite speaks with kal16 alone.
+#
 # The recipe of the bundled default model on one GPU: about 20 minutes of training on an H100
 # (three one-cycle stages of the ds2_cpu_wide preset), plus about 3 minutes of synthesis on 16 cores.
 #
