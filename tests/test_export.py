@@ -97,6 +97,9 @@ def test_export_script_writes_the_files_and_a_summary(tiny, utterances, tmp_path
     wrong = subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "formats=[tflite]"], cwd=tmp_path,
                            capture_output=True, text=True)
     assert wrong.returncode != 0 and wrong.stderr.startswith("error: formats[0]='tflite': choose from onnx")
+    bound = subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "int8_max_cer=2"], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert bound.returncode != 0 and bound.stderr.strip() == "error: int8_max_cer=2.0 must be at least 0 and at most 1"
 
 
 def test_int8_twins_of_the_bundled_model_keep_its_transcripts_at_a_quarter_of_the_size(bundled, tmp_path):
