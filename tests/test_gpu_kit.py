@@ -130,3 +130,34 @@ def test_split_file_parts_join_to_the_same_bytes(tmp_path):
     assert names == ["model.pt.00", "model.pt.01", "model.pt.02"]
     assert all(os.path.getsize(tmp_path / n) <= 2**20 for n in names)
     assert b"".join((tmp_path / n).read_bytes() for n in names) == data
+
+
+def test_finish_scores_best_last_and_the_average_and_brings_back_loadable_parts(tmp_path, speech_corpus):
+    import torch
+
+    from deepspeech_pytorch.checkpoint import model_state, save_checkpoint
+    from deepspeech_pytorch.configs import FeatureConfig
+    from deepspeech_pytorch.inference import load_model
+    from deepspeech_pytorch.labels import Alphabet
+    from deepspeech_pytorch.models import build_model, preset
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    for step, name in enumerate(["epoch_001.pt", "epoch_002.pt", "best.pt", "last.pt"], start=1):
+        torch.manual_seed(step)
+        model = build_model(preset("ds2_tiny"), FeatureConfig().num_features, 29)
+        save_checkpoint(str(folder / name), {**model_state(model, preset("ds2_tiny"), FeatureConfig(), Alphabet()),
+                                             "epoch": min(step, 2), "step": step * 10})
+    out = tmp_path / "out"
+    assert kit.main(["finish", "--checkpoints", str(folder), "--val", speech_corpus, "--out", str(out),
+                     "--device", "cpu", "--workers", "0", "--part-mib", "0.5", "--with-last"]) == 0
+    results = json.load(open(out / "results.json"))
+    assert set(results["candidates"]) == {"best", "last", "average2"}
+    scores = {name: c["scores"]["manifest.jsonl"] for name, c in results["candidates"].items()}
+    assert all(s["utterances"] == 6 and s["wer"] >= 0 for s in scores.values())
+    assert scores[results["chosen"]]["wer"] == min(s["wer"] for s in scores.values())
+    model_parts = sorted(n for n in results["files"] if n.startswith("model-fp16.pt."))
+    assert len(model_parts) >= 2 and all(os.path.getsize(out / n) <= 0.5 * 2**20 for n in results["files"])
+    (tmp_path / "joined.pt").write_bytes(b"".join((out / n).read_bytes() for n in model_parts))
+    loaded = load_model(str(tmp_path / "joined.pt"))
+    assert next(loaded.model.parameters()).dtype == torch.float32  # stored fp16, loaded for inference

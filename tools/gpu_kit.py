@@ -1,10 +1,16 @@
 """The GPU training kit: pack what one short GPU call needs here, unpack and train there.
 
-    python tools/gpu_kit.py pack --output gpu_kit/carry ...     # here: speech as Opus shards, noise, rooms, wheels
-    python tools/gpu_kit.py unpack --kit gpu_kit/carry --work /tmp/kit   # there: 16 kHz WAVs and manifests
-    python tools/gpu_kit.py mix --output train.jsonl a.jsonl:2 b.jsonl   # one training manifest, repeats
-    python tools/gpu_kit.py bitrate --manifest queen_train.jsonl ...     # the WER cost of an Opus setting
-    python tools/gpu_kit.py throughput --manifest ... --config ...       # utterances/s of one data worker
+    python tools/gpu_kit.py pack --output gpu_kit/carry ...            # here: speech as Opus shards, noise, wheels...
+    python tools/gpu_kit.py engines --output engines.tar.xz            # here: espeak-ng for synthesis there
+    python tools/gpu_kit.py text --output train_text.txt               # here: the synthetic corpus's training sentences
+    python tools/gpu_kit.py unpack --kit gpu_kit/carry --work /tmp/kit # there: 16 kHz WAVs, manifests, rooms
+    python tools/gpu_kit.py mix --output train.jsonl a.jsonl:2 b.jsonl # one training manifest, with repeats
+    python tools/gpu_kit.py finish --checkpoints ckpt --val v.jsonl --out $OUT   # there: choose, fp16 parts
+    python tools/gpu_kit.py bitrate --manifest queen_train.jsonl       # the WER cost of an Opus setting
+    python tools/gpu_kit.py throughput --manifest m.jsonl augment.room.enabled=true ...  # one data worker's rate
+    python tools/gpu_kit.py rooms --output rirs --rooms 256            # impulse responses as WAVs
+
+tools/gpu_kit.sh strings them together (pack, run, smoke, throughput).
 
 The device machine gets the repository's tracked files plus the carried folder, at most 64 MiB in all
 (the tracked files are about 39 MiB), so speech travels as Opus: the clips of a corpus are laid end to
@@ -18,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import dataclasses
-import io
 import json
 import logging
 import lzma
