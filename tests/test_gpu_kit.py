@@ -95,7 +95,7 @@ def test_fit_drops_whole_shards_and_the_index_follows(tmp_path):
     assert code == 0
     fitted = json.load(open(os.path.join(out, "kit.json")))
     assert fitted["dropped_shards"] == [opus[-1]] and fitted["bytes"] <= budget * 2**20
-    index = kit.read_index(os.path.join(out, "train", "queen_train.index.jsonl"))
+    index = kit.read_index(os.path.join(out, "train", "queen_train" + kit.INDEX_SUFFIX))
     assert {r["shard"] for r in index} == set(opus[:-1]) and len(index) == fitted["train"]["queen_train"]["clips"] < 4
 
 

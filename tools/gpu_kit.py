@@ -47,7 +47,7 @@ logger = logging.getLogger("gpu_kit")
 
 KIT_RATE = 12000  # Hz: the games' speech was recorded at 11.025 kHz, so 12 kHz Opus keeps all of it
 GAP_SECONDS = 0.1  # digital silence between clips in a shard: codec frames never straddle two clips
-SHARD_SECONDS = 1200.0  # audio per shard (20 minutes): real speech makes ~20 shards, decoded in parallel
+SHARD_SECONDS = 600.0  # audio per shard (10 minutes): real speech makes ~38 shards, decoded in parallel
 # Opus settings, ENCODER:VALUE. ffmpeg:KBPS (libopus, VBR): on 60 queen clips Whisper tiny.en's WER was
 # 11.8% on the originals, 13.5% at 6 (6.6 kbps in the file), 12.9% at 7, 20.9% at 5.5, 33.0% at 5: 6 is
 # the knee. soundfile:LEVEL (libsndfile's compression level, the project's own dependency): 1.0 gave
@@ -55,10 +55,11 @@ SHARD_SECONDS = 1200.0  # audio per shard (20 minutes): real speech makes ~20 sh
 DEFAULT_CODEC = "ffmpeg:6"
 FALLBACK_CODEC = "soundfile:0.99"  # where ffmpeg (with libopus) is not installed
 KIT_FILE = "kit.json"
-INDEX_SUFFIX = ".index.jsonl"
+INDEX_SUFFIX = ".index.jsonl.xz"  # xz: the plain JSON of 9,615 clips' ids and texts is 1.5 MB
 SITE_FILE = "site.tar.xz"  # the wheels the device lacks, unzipped (site-packages layout) and xz-compressed
 TREE_LIMIT_MIB = 64.0  # the device tool's limit on what travels: tracked files + carried paths
-KIT_MARGIN_MIB = 0.5  # kept free under that limit for files others add before the call
+KIT_MARGIN_MIB = 0.25  # kept free under that limit for files added between packing and the call
+MAX_OUT_FILES = 8  # the device tool brings back at most 8 files from $OUT, each at most 16 MiB
 
 
 class KitError(RuntimeError):
@@ -175,7 +176,7 @@ def pack_corpus(entries: Sequence[ManifestEntry], folder: str, name: str, codec:
                 records.append({"id": entry.utterance_id, "text": entry.text, "duration": round(length / KIT_RATE, 4),
                                 "shard": shard, "start": start, "samples": length, **dict(entry.labels)})
             logger.info("%s: %d clips, %.1f min", shard, len(group), sum(entries[i].duration for i in group) / 60)
-    write_jsonl(os.path.join(folder, name + INDEX_SUFFIX), records)
+    write_index(os.path.join(folder, name + INDEX_SUFFIX), records)
     shards = sorted({r["shard"] for r in records})
     size = sum(os.path.getsize(os.path.join(folder, s)) for s in shards)
     seconds = sum(r["samples"] for r in records) / KIT_RATE
@@ -203,8 +204,15 @@ def _unpack_shard(job: Tuple[str, List[dict], List[str], str]) -> int:
 
 
 def read_index(path: str) -> List[dict]:
-    with open(path, encoding="utf-8") as handle:
+    with lzma.open(path, "rt", encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def write_index(path: str, records: Sequence[dict]) -> None:
+    """A shard index as xz-compressed JSON lines, written to a temporary name and renamed."""
+    with lzma.open(f"{path}.partial", "wt", encoding="utf-8", preset=9) as handle:
+        handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    os.replace(f"{path}.partial", path)
 
 
 def unpack_corpus(index_path: str, out_dir: str, manifest_path: str, pool) -> int:
@@ -426,7 +434,7 @@ def _drop_shards(out: str, kit: dict, excess: int) -> List[str]:
         size = os.path.getsize(os.path.join(out, "train", last))
         os.remove(os.path.join(out, "train", last))
         records = [r for r in records if r["shard"] != last]
-        write_jsonl(index_path, records)
+        write_index(index_path, records)
         info = kit["train"][name]
         info.update(clips=len(records), shards=len(shards) - 1, bytes=info["bytes"] - size,
                     hours=round(sum(r["samples"] for r in records) / KIT_RATE / 3600, 3))
@@ -633,8 +641,13 @@ def finish(args: argparse.Namespace) -> dict:
     results["chosen"] = chosen
     shutil.copy2(results["candidates"][chosen]["path"], os.path.join(slim_dir, "model-fp16.pt"))
     results["files"] = split_file(os.path.join(slim_dir, "model-fp16.pt"), out, args.part_mib)
+    last_parts = -(-os.path.getsize(results["candidates"].get("last", {}).get("path", os.devnull)) // int(args.part_mib * 2**20))
+    room = MAX_OUT_FILES - len(os.listdir(out)) - 1  # results.json comes too
     if chosen != "last" and "last" in states and args.with_last and states["last"].get("step") != states[chosen].get("step"):
-        results["files"] += split_file(results["candidates"]["last"]["path"], out, args.part_mib)
+        if last_parts <= room:
+            results["files"] += split_file(results["candidates"]["last"]["path"], out, args.part_mib)
+        else:
+            logger.warning("last.pt left behind: %d more parts would pass the %d files that come back", last_parts, MAX_OUT_FILES)
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=1)
     return results

@@ -175,7 +175,7 @@ pack() {  # here: the corpora of /work/datasets, the noise set, wheels for the d
     --val "${DRASCULA_VAL:-/work/datasets/drascula/val.jsonl}" \
     --noise "$scratch/noise/noise.jsonl" --noise "$scratch/music/noise.jsonl" \
     --wheels "$scratch/whl" --engines "$scratch/engines.tar.xz" --text "$scratch/train_text.txt" \
-    --text-lines "${TEXT_LINES:-25000}" --workers 2
+    --text-lines "${TEXT_LINES:-12000}" --workers 2
 }
 
 smoke() {  # the whole kit on a tiny slice, on this machine's CPU: a checkpoint and a val WER must come out
