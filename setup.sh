@@ -28,6 +28,6 @@ fi
 # torch first, pinned, so pip takes the CPU wheel instead of resolving a multi-GB CUDA build.
 # GPU users: install the torch build for their CUDA version here instead (see the README).
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.13.0}"
-.venv/bin/pip install -q -e ".[server,dev,lm,augment,synthesis]"
+.venv/bin/pip install -q -e ".[torch,server,dev,lm,augment,synthesis]"
 bash tools/build_kenlm.sh  # lmplz, build_binary and the kenlm module, built once and cached in .cache/kenlm
 echo "set-up done: $(.venv/bin/python -c 'import torch, deepspeech_pytorch; print("torch", torch.__version__)')"

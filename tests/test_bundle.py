@@ -28,7 +28,7 @@ from test_training import config as training_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(PRETRAINED_DIR, "samples")
-PACKAGE_BUDGET_MB = 40.0
+PACKAGE_BUDGET_MB = 57.0  # MiB (folder_megabytes): 60 MB, the bundle budget of the "Hear real people" issue
 # The bundled model on its own four samples (unseen voices) measures greedy CER 0.019 and beam+LM
 # WER 0.017 (MODEL_CARD.md has the test-split figures); an untrained or broken model (features,
 # decoder, LM wiring) scores near 1. These bounds catch breakage, not small regressions.
