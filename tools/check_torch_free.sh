@@ -24,22 +24,15 @@ venv=${2:-$work/venv}
 cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
 
-# The onnx extra's runtime, torch-free: everything on the path audio -> VAD -> features -> ONNX model ->
-# decoders -> text. silero-vad comes without its dependencies: only the ONNX weights in its wheel are
-# used (the package itself requires torch and is never imported).
-RUNTIME=("numpy>=1.24" "soundfile>=0.12" "soxr>=0.3" "hydra-core>=1.3,<1.4" "omegaconf>=2.3,<2.4"
-         "onnxruntime>=1.18" "flashlight-text>=0.0.7")
-
 if [ ! -x "$venv/bin/python" ]; then
     "${PYTHON:-python3}" -m venv "$venv"
 fi
 pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
-pip install "${RUNTIME[@]}"
-pip install --no-deps "silero-vad>=5.1"
-# the package alone (its declared dependencies include torch), built from a copy so the tree stays clean
+# What a deployment installs: the base package (ONNX Runtime, Silero VAD's ONNX files in the package) with the
+# onnx extra and, for beam search, the lm extra; never the torch extra. Built from a copy so the tree stays clean.
 mkdir "$work/src"
 cp -r "$root/pyproject.toml" "$root/setup.py" "$root/README.md" "$root/deepspeech_pytorch" "$work/src/"
-pip install --no-deps --force-reinstall "$work/src"
+pip install "$work/src[onnx,lm]"
 
 if "$venv/bin/python" -c "import torch" 2>/dev/null; then
     echo "error: torch is importable in the torch-free venv $venv" >&2

@@ -6,6 +6,9 @@
     batching.py  dynamic batching on one inference thread, bounded queue, timeouts
     schemas.py   pydantic response and error models (what the OpenAPI page shows)
     metrics.py   Prometheus text format
+    pipeline.py  one request path (limits, form, decoding, model) for POST /transcribe and the OpenAI route
+    openai_api.py  POST /v1/audio/transcriptions, OpenAI's shapes (json, text, srt, vtt, verbose_json)
+    streaming.py GET /ws/transcribe (websocket, Vosk's message shapes) and the page at /; static/index.html
 """
 
 from deepspeech_pytorch.serving.app import create_app, run_server
