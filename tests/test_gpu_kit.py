@@ -99,12 +99,15 @@ def test_fit_drops_whole_shards_and_the_index_follows(tmp_path):
     assert {r["shard"] for r in index} == set(opus[:-1]) and len(index) == fitted["train"]["queen_train"]["clips"] < 4
 
 
-def test_a_kit_over_its_budget_is_refused_in_one_line(tmp_path, capsys):
-    manifest = _corpus(str(tmp_path / "sky"), "sky", ["hello there"])
+@pytest.mark.parametrize("fit, message", [((), "over the budget"), (("--fit",), "more than 25% of the training speech")])
+def test_a_kit_over_its_budget_is_refused_in_one_line(tmp_path, capsys, fit, message):
+    """Without --fit; and with it when fitting would drop more than a quarter of the speech (another
+    helper's 47 MB export left in the tree once made --fit drop every shard but one)."""
+    manifest = _corpus(str(tmp_path / "sky"), "sky", ["hello there", "and more", "and some more"])
     code = kit.main(["pack", "--output", str(tmp_path / "carry"), "--speech", manifest, "--codec", "soundfile:0.99",
-                     "--max-mib", "0.001", "--workers", "1"])
+                     "--max-mib", "0.001", "--workers", "1", "--shard-seconds", "1.0", *fit])
     err = capsys.readouterr().err.strip()
-    assert code == 1 and err.startswith("error: ") and "over the budget" in err and len(err.splitlines()) == 1
+    assert code == 1 and err.startswith("error: ") and message in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("codec", ["opus:6", "soundfile:2", "ffmpeg:x", "soundfile"])

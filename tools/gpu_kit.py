@@ -360,17 +360,26 @@ def folder_bytes(folder: str) -> int:
     return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(folder) for name in names)
 
 
-def tree_bytes(repo: str) -> int:
-    """Bytes of what the device tool sends besides carried paths: tracked files and untracked files git
-    does not ignore (as they are in the working tree now)."""
+def tree_files(repo: str) -> Dict[str, int]:
+    """Size of each file the device tool sends besides carried paths: tracked files and untracked files git
+    does not ignore (as they are in the working tree now: another helper's export counts too)."""
     listed = subprocess.run(["git", "-C", repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                             capture_output=True, check=True).stdout.split(b"\0")
-    total = 0
+    sizes = {}
     for name in listed:
         path = os.path.join(repo, name.decode("utf-8", "surrogateescape"))
         if name and os.path.isfile(path) and not os.path.islink(path):
-            total += os.path.getsize(path)
-    return total
+            sizes[os.path.relpath(path, repo)] = os.path.getsize(path)
+    return sizes
+
+
+def tree_bytes(repo: str) -> int:
+    return sum(tree_files(repo).values())
+
+
+def _largest(repo: str, count: int = 3) -> str:
+    sizes = tree_files(repo)
+    return ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in sorted(sizes.items(), key=lambda i: -i[1])[:count])
 
 
 # ---- pack -------------------------------------------------------------------------------------------
@@ -419,9 +428,16 @@ def _budget_mib(args: argparse.Namespace) -> Tuple[float, float]:
     return budget, tree_mib
 
 
-def _drop_shards(out: str, kit: dict, excess: int) -> List[str]:
+def _drop_shards(out: str, kit: dict, excess: int, max_fraction: float = 0.25) -> List[str]:
     """Remove training shards (the last of the largest corpus first; clips are shuffled before sharding,
-    so a shard is a random sample) until `excess` bytes are gone; the indexes are rewritten."""
+    so a shard is a random sample) until `excess` bytes are gone; the indexes are rewritten. Refuses
+    (KitError) to drop more than `max_fraction` of the training audio's bytes."""
+    total = sum(info["bytes"] for info in kit["train"].values())
+    if excess > max_fraction * total:
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        raise KitError(f"the kit is {excess / 2**20:.1f} MiB over its budget, more than {max_fraction:.0%} of the "
+                       f"training speech: make room in the tree that travels (largest: {_largest(repo)}) "
+                       f"or pack less (--limit, --text-lines)")
     dropped: List[str] = []
     while excess > 0:
         name = max(kit["train"], key=lambda n: kit["train"][n]["bytes"])
