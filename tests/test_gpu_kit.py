@@ -158,7 +158,7 @@ def test_finish_scores_best_last_and_the_average_and_brings_back_loadable_parts(
     assert set(results["candidates"]) == {"best", "last", "average2"}
     scores = {name: c["scores"]["manifest.jsonl"] for name, c in results["candidates"].items()}
     assert all(s["utterances"] == 6 and s["wer"] >= 0 for s in scores.values())
-    assert scores[results["chosen"]]["wer"] == min(s["wer"] for s in scores.values())
+    assert (scores[results["chosen"]]["wer"], scores[results["chosen"]]["cer"]) == min((s["wer"], s["cer"]) for s in scores.values())
     model_parts = sorted(n for n in results["files"] if n.startswith("model-fp16.pt."))
     assert len(model_parts) >= 2 and all(os.path.getsize(out / n) <= 0.5 * 2**20 for n in results["files"])
     (tmp_path / "joined.pt").write_bytes(b"".join((out / n).read_bytes() for n in model_parts))

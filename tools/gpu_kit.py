@@ -652,8 +652,9 @@ def finish(args: argparse.Namespace) -> dict:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     first = os.path.basename(args.val[0]) if args.val else None
-    chosen = min(results["candidates"], key=lambda n: results["candidates"][n]["scores"][first]["wer"]) if first \
-        else ("best" if "best" in states else "last")
+    chosen = min(results["candidates"], key=lambda n: (results["candidates"][n]["scores"][first]["wer"],
+                                                       results["candidates"][n]["scores"][first]["cer"])) if first \
+        else ("best" if "best" in states else "last")  # lowest WER on the first manifest; CER breaks ties
     results["chosen"] = chosen
     shutil.copy2(results["candidates"][chosen]["path"], os.path.join(slim_dir, "model-fp16.pt"))
     results["files"] = split_file(os.path.join(slim_dir, "model-fp16.pt"), out, args.part_mib)

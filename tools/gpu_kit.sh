@@ -78,8 +78,12 @@ install_site() {  # wheels the device's Python lacks (site.tar.xz), and the engi
     fi
     SYNTH_ENV=(env "PATH=$engines/bin:$PATH" "LD_LIBRARY_PATH=$engines/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
                "ESPEAK_DATA_PATH=$engines/share")
+    SYNTH_ENGINES=espeak-ng  # and whatever else was carried (engines --pico / --mbrola)
+    if [ -x "$engines/bin/pico2wave" ]; then SYNTH_ENGINES+=,pico; fi
+    if [ -x "$engines/bin/mbrola" ]; then SYNTH_ENGINES+=,mbrola; fi
   else
     SYNTH_ENV=(env)
+    SYNTH_ENGINES=espeak-ng
   fi
 }
 
@@ -124,11 +128,11 @@ EOF
 
   local manifests=($real) synth_val=""
   if [ -n "$text" ] && [ "$synth_hours" != "0.00" ]; then
-    say "synthesize $synth_hours h"
-    # seed 0 and espeak-ng alone: the same 26 held-out voices as the project's synthetic10h val/test
-    # split, so they stay unheard; the text is a sample of that corpus's training pool (no val/test sentence).
+    say "synthesize $synth_hours h ($SYNTH_ENGINES)"
+    # seed 0, and no carried engine with 10 voices but espeak-ng: the same 26 held-out voices as the project's
+    # synthetic10h val/test split, so they stay unheard; the text is a sample of that corpus's training pool.
     if "${SYNTH_ENV[@]}" timeout $(( 60 + ${synth_hours%.*} * 20 )) "$PY" data/synthetic.py --output-dir "$WORK/synth" \
-         --hours "$("$PY" -c "print(round($synth_hours / 0.9, 2))")" --text-source "$text" --engines espeak-ng \
+         --hours "$("$PY" -c "print(round($synth_hours / 0.9, 2))")" --text-source "$text" --engines "$SYNTH_ENGINES" \
          --seed 0 --workers "$CORES" --quiet; then
       manifests+=("$WORK/synth/train.jsonl:1")
       synth_val="$WORK/synth/val.jsonl"
@@ -168,13 +172,16 @@ pack() {  # here: the corpora of /work/datasets, the noise set, wheels for the d
   fi
   [ -f "$scratch/noise/noise.jsonl" ] || "$PY" data/noise.py --output-dir "$scratch/noise" --kinds white,pink,brown,hum,babble --quiet
   [ -f "$scratch/music/noise.jsonl" ] || "$PY" data/noise.py --output-dir "$scratch/music" --kinds music --clip-seconds 6 --quiet
-  [ -f "$scratch/engines.tar.xz" ] || "$PY" tools/gpu_kit.py engines --output "$scratch/engines.tar.xz"
+  # ENGINES_ARGS="--pico --mbrola us1,us2,us3,en1" and CODEC=ffmpeg:8 where the tree leaves room (docs/gpu_kit.md)
+  local engines="$scratch/engines$(echo "${ENGINES_ARGS:-}" | tr -dc 'a-z0-9').tar.xz"
+  # shellcheck disable=SC2086
+  [ -f "$engines" ] || "$PY" tools/gpu_kit.py engines --output "$engines" ${ENGINES_ARGS:-}
   [ -f "$scratch/train_text.txt" ] || "$PY" tools/gpu_kit.py text --output "$scratch/train_text.txt"
-  "$PY" tools/gpu_kit.py pack --output "${1:-gpu_kit/carry}" --force --fit \
+  "$PY" tools/gpu_kit.py pack --output "${1:-gpu_kit/carry}" --force --fit ${CODEC:+--codec "$CODEC"} \
     --speech "${QUEEN:-/work/datasets/queen/queen_train.jsonl}" --speech "${SKY:-/work/datasets/sky/sky_train.jsonl}" \
     --val "${DRASCULA_VAL:-/work/datasets/drascula/val.jsonl}" \
     --noise "$scratch/noise/noise.jsonl" --noise "$scratch/music/noise.jsonl" \
-    --wheels "$scratch/whl" --engines "$scratch/engines.tar.xz" --text "$scratch/train_text.txt" \
+    --wheels "$scratch/whl" --engines "$engines" --text "$scratch/train_text.txt" \
     --text-lines "${TEXT_LINES:-12000}" --workers 2
 }
 
