@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from deepspeech_pytorch.configs import ServerConfig
-from deepspeech_pytorch.inference import (LoadedModel, default_model_path, load_model, resolve_device,
+from deepspeech_pytorch.inference import (LoadedModel, default_model_path, load_model,
                                           ships_language_model)
 from deepspeech_pytorch.serving.metrics import Metrics
 from deepspeech_pytorch.serving.schemas import (NOT_READY, TRANSCRIBE_ERRORS, ApiError, ErrorResponse, HealthResponse,
@@ -276,7 +276,7 @@ def create_app(settings: ServerConfig, model: Optional[LoadedModel] = None) -> F
     async def lifespan(app: FastAPI):
         service = prepared
         if service is None:
-            loaded = await asyncio.to_thread(load_model, settings.model_path, resolve_device(settings.device))
+            loaded = await asyncio.to_thread(load_model, settings.model_path, settings.device, settings.backend)
             service = TranscriptionService(settings, loaded, metrics)
         await service.start()
         offered = decoder_choices(settings.decoder, service.loaded.language_model is not None)
