@@ -90,3 +90,14 @@ def test_missing_tools_are_named(monkeypatch, tmp_path):
         build_noise_set(str(tmp_path / "n"), clips_per_kind=1, clip_seconds=1.0, kinds=("babble",), progress=False)
     with pytest.raises(ValueError, match="unknown noise kinds"):
         build_noise_set(str(tmp_path / "n"), kinds=("rain",), progress=False)
+
+
+def test_music_passes_over_tracks_shorter_than_a_clip(tmp_path):
+    """Extreme Tux Racer ships two 6.3 s jingles: data/noise.py with 10 s clips stopped on the first one."""
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "a_jingle.ogg", 0.3 * rng.standard_normal(3 * 22050), 22050)
+    sf.write(tmp_path / "b_track.ogg", 0.3 * rng.standard_normal(12 * 22050), 22050)
+    clips = music(3, 10.0, 0, directory=str(tmp_path))
+    assert len(clips) == 3 and all(len(clip) == 10 * 16000 for clip in clips)
+    with pytest.raises(NoiseSetError, match="no music track is longer than a 20 s clip"):
+        music(1, 20.0, 0, directory=str(tmp_path))

@@ -124,18 +124,19 @@ def babble(count: int, seconds: float, seed: int, text_source: str = BABBLE_TEXT
 
 def music(count: int, seconds: float, seed: int, directory: str = MUSIC_DIR) -> List[np.ndarray]:
     """Excerpts of the music tracks (WAV, Ogg or FLAC files in `directory`), taken in turn from each file at
-    seeded offsets."""
-    files = sorted(path for pattern in ("*.wav", "*.ogg", "*.flac") for path in glob.glob(os.path.join(directory, pattern)))
-    if not files:
+    seeded offsets. Tracks shorter than a clip (jingles) are passed over; NoiseSetError when none is long enough."""
+    found = sorted(path for pattern in ("*.wav", "*.ogg", "*.flac") for path in glob.glob(os.path.join(directory, pattern)))
+    if not found:
         raise NoiseSetError(f"no music in {directory}: install it with `apt-get install {MUSIC_PACKAGE}`")
+    files = [path for path in found if sf.info(path).frames > int(seconds * sf.info(path).samplerate)]
+    if not files:
+        raise NoiseSetError(f"{directory}: no music track is longer than a {seconds:g} s clip")
     rng = random.Random(f"{seed}/music")
     clips = []
     for index in range(count):
         path = files[index % len(files)]
         info = sf.info(path)
         length = int(seconds * info.samplerate)
-        if info.frames <= length:
-            raise NoiseSetError(f"{path}: shorter than a {seconds} s clip")
         for _ in range(10):  # avoid the near-silent gaps between pieces
             start = rng.randrange(0, info.frames - length)
             excerpt, _ = sf.read(path, start=start, frames=length, dtype="float32", always_2d=True)
