@@ -74,6 +74,8 @@ def runner(backend: str, loaded: LoadedModel, path: str, threads: int) -> Runner
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
+    # no spin-waiting after a run: idle ONNX Runtime threads would take the cores from the next backend timed
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def run(x: torch.Tensor, n: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
