@@ -42,6 +42,7 @@ def session(path: str, threads: int, fold: bool = False):
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads leave the cores be
     if fold:
         options.add_session_config_entry("session.disable_quant_qdq", "1")
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
