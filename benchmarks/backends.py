@@ -9,7 +9,8 @@ beam search with the model's LM).
 The four model files are the ones export.py writes (made here first when --export-dir lacks them, calibrated
 and checked on the bundled samples): <name>.ts.pt is not timed, the checkpoint is what fp32 PyTorch runs.
 Only the acoustic model differs between the rows: audio, features (PyTorch's), the log-softmax and the
-decoders are shared, whole clips without voice-activity detection, as test.py scores them.
+decoders are shared, whole clips without voice-activity detection, as test.py scores them. ONNX Runtime runs
+through the library's backend (onnx_backend.load_onnx: its session settings, idle threads not spinning).
 
 RTF: (features + model + greedy decoding) seconds per audio second over the --speed-clips clips (model_rtf:
 the acoustic model's share alone), batch 1
@@ -70,16 +71,12 @@ def runner(backend: str, loaded: LoadedModel, path: str, threads: int) -> Runner
     if backend == "torch_int8":
         scripted = torch.jit.load(path, map_location="cpu")
         return lambda x, n: scripted(x, n)
-    import onnxruntime
+    from deepspeech_pytorch.onnx_backend import load_onnx  # the library's onnxruntime backend and its session settings
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    # no spin-waiting after a run: idle ONNX Runtime threads would take the cores from the next backend timed
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    model = load_onnx(path, "cpu", threads)[0]
 
     def run(x: torch.Tensor, n: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        logits, out = session.run(None, {"features": x.numpy(), "lengths": n.numpy()})
+        logits, out = model(x.numpy(), n.numpy())
         return torch.from_numpy(logits), torch.from_numpy(out)
 
     return run
