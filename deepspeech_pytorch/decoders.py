@@ -294,7 +294,7 @@ class BeamSearchDecoder:
         other.alpha, other.beta = float(alpha), float(beta)
         return other
 
-    def _search(self) -> Any:
+    def new_search(self) -> Any:
         """A fresh flashlight decoder (they keep per-utterance state), so decoding is thread-safe."""
         fl = self._fl
         lm = self.lm if self.lm is not None else fl.ZeroLM()
@@ -337,11 +337,11 @@ class BeamSearchDecoder:
             closing[0, self.space] = 0.0
             emissions = np.concatenate([emissions, closing])
         emissions = np.ascontiguousarray(emissions, dtype=np.float32)  # flashlight reads the raw float buffer
-        results = self._search().decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
+        results = self.new_search().decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
         alternatives: List[Hypothesis] = []
         seen = set()
         for result in results:
-            hypothesis = self._hypothesis(result, frames)
+            hypothesis = self.hypothesis(result, frames)
             if hypothesis.text in seen:
                 continue
             seen.add(hypothesis.text)
@@ -350,7 +350,7 @@ class BeamSearchDecoder:
                 break
         return alternatives or [Hypothesis("", [], None)]
 
-    def _hypothesis(self, result: Any, frames: int) -> Hypothesis:
+    def hypothesis(self, result: Any, frames: int) -> Hypothesis:
         """flashlight's result lists a token (and a word label, or -1) per search step: step 0 is
         the start, steps 1..T the frames, then the closing steps."""
         path = list(result.tokens)[1: frames + 1]

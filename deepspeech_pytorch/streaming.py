@@ -362,7 +362,7 @@ class BeamStream:
 
     def __init__(self, decoder: BeamSearchDecoder, look_back: int = BEAM_LOOK_BACK):
         self.decoder = decoder
-        self.search = decoder._search()
+        self.search = decoder.new_search()
         self.search.decode_begin()
         self.look_back = look_back
         self.frames = 0
@@ -408,7 +408,7 @@ class BeamStream:
             if self.frames == 0:
                 return Hypothesis("", [])
             result = self._whole(self.search.get_best_hypothesis())
-            hypothesis = self.decoder._hypothesis(result, self.frames)
+            hypothesis = self.decoder.hypothesis(result, self.frames)
             if self.decoder.trie is not None:  # the lexicon's words so far, and the spelling of one under way
                 spelled = [word.word for word in hypothesis.words]
                 done = [self.decoder.words[label] for label in result.words if label >= 0]
@@ -427,7 +427,7 @@ class BeamStream:
         results = self.search.get_all_final_hypothesis() if self.frames else []
         if not results:
             return Hypothesis("", [])
-        return self.decoder._hypothesis(self._whole(results[0]), self.frames)
+        return self.decoder.hypothesis(self._whole(results[0]), self.frames)
 
 
 def decoder_stream(decoder: Decoder):
