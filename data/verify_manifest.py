@@ -25,11 +25,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    alphabet = Alphabet.from_json(args.labels) if args.labels else Alphabet()
+    try:
+        alphabet = Alphabet.from_json(args.labels) if args.labels else Alphabet()
+    except ValueError as error:
+        print(f"error: --labels: {error}", file=sys.stderr)
+        return 2
     failed = False
     for path in args.manifests:
-        report = verify_manifest(path, alphabet, args.tolerance, decode=not args.no_decode, workers=args.workers,
-                                 progress=not args.quiet)
+        try:
+            report = verify_manifest(path, alphabet, args.tolerance, decode=not args.no_decode, workers=args.workers,
+                                     progress=not args.quiet)
+        except (ValueError, OSError) as error:  # not a manifest at all (an audio file, another encoding, missing)
+            print(f"error: {error}", file=sys.stderr)
+            failed = True
+            continue
         for problem in report.problems[: args.max_problems]:
             print(problem)
         if len(report.problems) > args.max_problems:

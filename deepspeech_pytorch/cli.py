@@ -476,6 +476,7 @@ def run_transcribe(config: DictConfig) -> int:
 def run_benchmark(config: DictConfig) -> Any:
     """speed: one JSON object; throughput: a table on stdout, then its rows as JSON."""
     c = validate(config, BenchmarkConfig)
+    _needs_checkpoint(c.model_path, "benchmark.py")
     from deepspeech_pytorch.benchmarking import benchmark, format_table, throughput
 
     if c.mode == "profile":
@@ -485,7 +486,7 @@ def run_benchmark(config: DictConfig) -> Any:
 
         loaded = load_model(c.model_path, resolve_device(c.device))
         clips = [load_audio(path, loaded.features.sample_rate)
-                 for path in audio_paths(c.profile_audio or os.path.join(PRETRAINED_DIR, "samples"))]
+                 for path in (audio_paths(c.profile_audio) if c.profile_audio else bundled_samples(PRETRAINED_DIR))]
         result = profile(loaded, clips, c.seconds, list(c.profile_batch_sizes), c.warmup, c.repeats)
         print(format_profile(result), flush=True)
         print(json.dumps(result))
@@ -532,6 +533,20 @@ def run_serve(config: DictConfig) -> None:
 
 
 @reports_user_errors
+def bundled_samples(pretrained_dir: str) -> List[str]:
+    """The bundled samples' audio files (the folder also holds their samples.jsonl references)."""
+    folder = os.path.join(pretrained_dir, "samples")
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".wav"))
+
+
+def _needs_checkpoint(model_path: Optional[str], script: str) -> None:
+    """export.py and benchmark.py work on a checkpoint: an exported model is refused in one line."""
+    if model_path and str(model_path).endswith(".onnx"):
+        raise ConfigError(f"model_path={model_path} is an exported ONNX model; {script} takes the checkpoint (.pt) "
+                          f"it was exported from (benchmarks/backends.py times exported models)")
+
+
+@reports_user_errors
 def run_export(config: DictConfig) -> Any:
     """Export the model in each format, check each against the model on the check audio, print a JSON summary."""
     validate(config, ExportConfig)
@@ -539,7 +554,8 @@ def run_export(config: DictConfig) -> Any:
     from deepspeech_pytorch.inference import PRETRAINED_DIR, load_model
 
     setup_logging()
-    check = audio_paths(config.check_audio or os.path.join(PRETRAINED_DIR, "samples"))
+    _needs_checkpoint(config.model_path, "export.py")
+    check = audio_paths(config.check_audio) if config.check_audio else bundled_samples(PRETRAINED_DIR)
     calibration = audio_paths(config.calibration_audio) if config.calibration_audio else None
     results = export_all(load_model(config.model_path), config.output_dir, check, list(config.formats), calibration,
                          config.static_conv, config.int8_max_cer)

@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -486,8 +487,13 @@ def export_all(loaded: LoadedModel, output_dir: str, check_paths: Sequence[str],
         raise ExportError(f"formats={unknown}: choose from {', '.join(writers)}")
     if not check_paths:
         raise ExportError("no audio to check the export with: give at least one file")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ExportError(f"output_dir={output_dir} is a file, not a folder")
     os.makedirs(output_dir, exist_ok=True)
     results = {}
+    lm_files = copy_language_model(loaded, output_dir)
+    if lm_files:
+        results["language_model"] = {"paths": lm_files}
     for name in formats:
         path = os.path.join(output_dir, loaded.name + FORMATS[name])
         report = writers[name](path)
@@ -496,6 +502,30 @@ def export_all(loaded: LoadedModel, output_dir: str, check_paths: Sequence[str],
                     os.path.getsize(path) / 1e6, report.max_abs_logit_difference, report.transcripts_equal,
                     report.utterances, 100 * report.transcript_cer)
     return results
+
+
+def copy_language_model(loaded: LoadedModel, output_dir: str) -> List[str]:
+    """The KenLM, lexicon and tuned alpha/beta/beam the model ships (its `<name>.lm.json`), copied beside the
+    exported files as `<name>.lm.bin`, `<name>.lexicon.txt` and `<name>.lm.json`, so beam search with an
+    exported model (`<name>.onnx`, `<name>.int8.onnx`) uses the same LM. Returns the files written (none when
+    the model ships no LM)."""
+    lm = loaded.language_model
+    if lm is None or not lm.path:
+        return []
+    written = []
+    settings = {"path": f"{loaded.name}.lm.bin", "alpha": lm.alpha, "beta": lm.beta}
+    shutil.copyfile(lm.path, os.path.join(output_dir, settings["path"]))
+    written.append(os.path.join(output_dir, settings["path"]))
+    if lm.lexicon_path:
+        settings["lexicon_path"] = f"{loaded.name}.lexicon.txt"
+        shutil.copyfile(lm.lexicon_path, os.path.join(output_dir, settings["lexicon_path"]))
+        written.append(os.path.join(output_dir, settings["lexicon_path"]))
+    if loaded.lm_beam_size is not None:
+        settings["beam_size"] = loaded.lm_beam_size
+    path = os.path.join(output_dir, f"{loaded.name}.lm.json")
+    _atomic_write(path, (json.dumps(settings, indent=2) + "\n").encode())
+    written.append(path)
+    return written
 
 
 def _kept_if_checked(path: str, check) -> ParityReport:

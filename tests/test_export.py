@@ -171,3 +171,20 @@ def test_a_model_with_a_property_that_raises_still_exports(tiny, utterances, tmp
     loaded.model.__class__ = Strict
     report = export_torchscript(loaded, str(tmp_path / "strict.ts.pt"), utterances[:1])
     assert report.max_abs_logit_difference < 1e-3 and isinstance(loaded.model, Strict)
+
+
+def test_exported_bundled_model_keeps_its_language_model(bundled, tmp_path):
+    """export.py wrote the model without its LM: beam search with the exported file silently ran without one
+    ("an alian menas" where the checkpoint's LM gives "an alien menace")."""
+    results = export_all(bundled, str(tmp_path), [SAMPLE], ["onnx"])
+    written = sorted(os.path.basename(path) for path in results["language_model"]["paths"])
+    name = bundled.name
+    assert written == [f"{name}.lexicon.txt", f"{name}.lm.bin", f"{name}.lm.json"]
+    settings = json.load(open(tmp_path / f"{name}.lm.json"))
+    assert (settings["alpha"], settings["beta"]) == (bundled.language_model.alpha, bundled.language_model.beta)
+    exported = load_model(str(tmp_path / f"{name}.onnx"))
+    assert exported.language_model is not None and exported.lm_beam_size == bundled.lm_beam_size
+    from deepspeech_pytorch.inference import Transcriber
+
+    same = [Transcriber(model, decoder="beam").transcribe(SAMPLE).text for model in (bundled, exported)]
+    assert same[0] == same[1] and same[0]

@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 from tqdm import tqdm
 
 from deepspeech_pytorch.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
-from deepspeech_pytorch.datasets import ManifestError, parse_json_line, read_manifest
+from deepspeech_pytorch.datasets import ManifestError, parse_json_line, read_manifest, read_text
 from deepspeech_pytorch.labels import Alphabet, TranscriptError
 
 logger = logging.getLogger(__name__)
@@ -53,8 +53,7 @@ class _Record:
 
 def _records(path: str, problems: List[str]) -> List[_Record]:
     """Entries of a JSON-lines manifest read leniently (problems collected), other formats via read_manifest."""
-    with open(path, encoding="utf-8") as handle:
-        content = handle.read()
+    content = read_text(path, "manifest")  # another encoding (or an audio file) is named with its line
     document = None
     if content.lstrip().startswith("{") and not path.endswith(".jsonl"):
         try:
