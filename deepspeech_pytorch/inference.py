@@ -9,6 +9,7 @@ onnxruntime path never imports torch, so a deployment can leave PyTorch out.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -170,6 +171,8 @@ def resolve_model_path(path: Optional[str], backend: str = "auto") -> str:
     """A model file from `path`: a file, the name of a bundled model, or None for the bundled default; for
     backend=onnxruntime a bundled model's exported twin (`default.int8.onnx` or `default.onnx`)."""
     bundled_name = path is None or (os.path.sep not in path and not path.endswith((".pt", ".onnx")))
+    if backend == "auto" and bundled_name and importlib.util.find_spec("torch") is None:
+        backend = "onnxruntime"  # a torch-free install runs the bundled model's exported twin
     if backend == "onnxruntime" and bundled_name:
         for suffix in BUNDLED_ONNX_SUFFIXES:
             candidate = os.path.join(PRETRAINED_DIR, (path or "default") + suffix)

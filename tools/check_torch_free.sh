@@ -62,5 +62,10 @@ if len(records) < 3 or empty or any(r["model"]["backend"] != "onnxruntime" for r
     sys.exit(f"error: {len(records)} transcripts, empty: {empty}")
 EOF
 done
+# no model named: a torch-free install runs the bundled model's int8 ONNX twin
+"$venv/bin/deepspeech-transcribe" "$samples/sample1.wav" > "$work/default.jsonl" 2> "$work/default.err" || {
+    echo "error: transcribing with the bundled model failed:" >&2; cat "$work/default.err" >&2; exit 1; }
+grep -q '"backend": "onnxruntime"' "$work/default.jsonl" && grep -q '"transcript": "[a-z]' "$work/default.jsonl" || {
+    echo "error: the bundled model did not run through ONNX Runtime: $(cat "$work/default.jsonl")" >&2; exit 1; }
 [ $status -eq 0 ] && echo "torch-free install OK: $(basename "$model") transcribed the samples without torch"
 exit $status
