@@ -20,7 +20,7 @@ samples="$root/deepspeech_pytorch/pretrained/samples"
 [ -f "$model" ] || { echo "error: $1: no such model file (export one: python export.py formats=[onnx])" >&2; exit 2; }
 
 work=$(mktemp -d)
-venv=${2:-$work/venv}
+venv=$(realpath -m "${2:-$work/venv}")  # absolute: the checks below run from $work
 cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
 
