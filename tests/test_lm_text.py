@@ -12,6 +12,7 @@ import pytest
 from deepspeech_pytorch import lm
 from deepspeech_pytorch.corpora import lm_text
 from deepspeech_pytorch.labels import Alphabet
+from test_lm import heard_log_probs  # (time, classes) of a model that hears one letter wrong
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "data", "lm_text.py")
@@ -321,25 +322,6 @@ def test_keep_words_survive_the_vocabulary_limit(tmp_path):
 
 SENTENCES = ["the cat sat on the mat", "the dog ate a bone", "a red hat", "an ice cream cone"]
 HEARD = ["the cat sat on the hat", "the dog ate a cone", "a red mat", "an ice cream bone"]  # one letter wrong each
-
-
-def heard_log_probs(reference, heard):
-    """(time, classes): each letter of `heard` for 2 frames then a blank, the reference's letter a close second."""
-    import torch
-
-    frames = []
-    for want, got in zip(reference, heard):
-        for _ in range(2):
-            row = torch.full((len(ALPHABET),), 1e-3)
-            row[ALPHABET.labels.index(got)] = 1.0
-            if want != got:
-                row[ALPHABET.labels.index(want)] = 0.6
-            frames.append(row)
-        blank = torch.full((len(ALPHABET),), 1e-3)
-        blank[0] = 1.0
-        frames.append(blank)
-    probs = torch.stack(frames)
-    return (probs / probs.sum(-1, keepdim=True)).log()
 
 
 def test_lm_compare_tunes_on_val_and_scores_test(tmp_path):

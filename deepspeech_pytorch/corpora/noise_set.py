@@ -128,14 +128,15 @@ def music(count: int, seconds: float, seed: int, directory: str = MUSIC_DIR) -> 
     found = sorted(path for pattern in ("*.wav", "*.ogg", "*.flac") for path in glob.glob(os.path.join(directory, pattern)))
     if not found:
         raise NoiseSetError(f"no music in {directory}: install it with `apt-get install {MUSIC_PACKAGE}`")
-    files = [path for path in found if sf.info(path).frames > int(seconds * sf.info(path).samplerate)]
+    infos = {path: sf.info(path) for path in found}
+    files = [path for path in found if infos[path].frames > int(seconds * infos[path].samplerate)]
     if not files:
         raise NoiseSetError(f"{directory}: no music track is longer than a {seconds:g} s clip")
     rng = random.Random(f"{seed}/music")
     clips = []
     for index in range(count):
         path = files[index % len(files)]
-        info = sf.info(path)
+        info = infos[path]
         length = int(seconds * info.samplerate)
         for _ in range(10):  # avoid the near-silent gaps between pieces
             start = rng.randrange(0, info.frames - length)
