@@ -21,6 +21,9 @@ CORES=$(nproc)
 WORKERS=${WORKERS:-$((CORES > 2 ? CORES - 2 : 1))}     # data workers while training (14 of 16 cores)
 MODEL=${MODEL:-ds2_cpu_wide}
 MODEL_ARGS=${MODEL_ARGS:-}                 # e.g. "model.hidden_size=640"
+STREAM_MODEL=${STREAM_MODEL:-}             # e.g. ds2_stream: a second model trained at the same time on the same
+                                           # data, sharing the GPU and splitting the workers; its files go to $OUT/stream
+STREAM_ARGS=${STREAM_ARGS:-features.normalization=running}  # the streaming model's causal features
 DEVICE=${DEVICE:-cuda}
 PRECISION=${PRECISION:-fp16}
 BATCH=${BATCH:-64}
@@ -87,12 +90,22 @@ install_site() {  # wheels the device's Python lacks (site.tar.xz), and the engi
   fi
 }
 
+train_one() {  # $1 model preset, $2 checkpoint folder, $3 data workers, $4 extra settings; uses run's locals
+  # shellcheck disable=SC2046,SC2086
+  "$PY" train.py --config-name bundled model="$1" \
+    data.train_manifest="$WORK/train.jsonl" ${first_val:+data.val_manifest="$first_val"} \
+    data.batch_size="$BATCH" data.num_workers="$3" device="$DEVICE" precision="$PRECISION" \
+    epochs="$EPOCHS" max_minutes="$minutes" optim.learning_rate="$LR" log_dir=null \
+    checkpoint.directory="$2" checkpoint.every_steps="$EVERY_STEPS" checkpoint.keep_every_epoch=true \
+    $4 $(augment_settings "$WORK")
+}
+
 run() {
   T0=$(now)
   mkdir -p "$OUT" "$WORK"
   exec > >(tee -a "$OUT/run.log") 2>&1
   export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
-  say "kit $KIT -> $WORK, out $OUT; $CORES cores, $WORKERS data workers; model $MODEL on $DEVICE ($PRECISION)"
+  say "kit $KIT -> $WORK, out $OUT; $CORES cores, $WORKERS data workers; model $MODEL${STREAM_MODEL:+ and $STREAM_MODEL} on $DEVICE ($PRECISION)"
   [ -f "$KIT/kit.json" ] || { echo "error: $KIT/kit.json not found: carry the folder made by 'gpu_kit.sh pack'"; exit 1; }
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   install_site
@@ -145,18 +158,30 @@ EOF
   local first_val=${val%% *} minutes
   minutes=$("$PY" -c "print(round(max(($BUDGET_SECONDS - $(elapsed) - $FINISH_SECONDS - $TRAIN_START_SECONDS) / 60, $MIN_TRAIN_MINUTES), 2))")
   say "train: $minutes minutes at most"
-  # shellcheck disable=SC2046
-  "$PY" train.py --config-name bundled model="$MODEL" \
-    data.train_manifest="$WORK/train.jsonl" ${first_val:+data.val_manifest="$first_val"} \
-    data.batch_size="$BATCH" data.num_workers="$WORKERS" device="$DEVICE" precision="$PRECISION" \
-    epochs="$EPOCHS" max_minutes="$minutes" optim.learning_rate="$LR" log_dir=null \
-    checkpoint.directory="$WORK/ckpt" checkpoint.every_steps="$EVERY_STEPS" checkpoint.keep_every_epoch=true \
-    $MODEL_ARGS $(augment_settings "$WORK") | tee "$OUT/train.json" || say "train.py failed: finishing with what it saved"
+  local workers=$WORKERS
+  [ -n "$STREAM_MODEL" ] && workers=$(( WORKERS / 2 > 0 ? WORKERS / 2 : 1 ))
+  if [ -n "$STREAM_MODEL" ]; then
+    say "and $STREAM_MODEL ($STREAM_ARGS) beside it, $workers workers each"
+    train_one "$STREAM_MODEL" "$WORK/stream_ckpt" "$workers" "$STREAM_ARGS" > "$WORK/stream_train.json" 2> "$WORK/stream_train.log" &
+    local stream_pid=$!
+  fi
+  train_one "$MODEL" "$WORK/ckpt" "$workers" "$MODEL_ARGS" | tee "$OUT/train.json" || say "train.py failed: finishing with what it saved"
+  if [ -n "$STREAM_MODEL" ]; then
+    wait "$stream_pid" || say "the streaming model's train.py failed: finishing with what it saved"
+    tail -n 30 "$WORK/stream_train.log"; cat "$WORK/stream_train.json"
+  fi
 
   say "finish"
   local vals=()
   for v in $val $synth_val; do vals+=(--val "$v"); done
-  "$PY" tools/gpu_kit.py finish --checkpoints "$WORK/ckpt" "${vals[@]}" --out "$OUT" --workers 8 --with-last
+  if [ -n "$STREAM_MODEL" ]; then  # 8 files come back: 2 + 2 parts, two results.json, train.json, run.log
+    "$PY" tools/gpu_kit.py finish --checkpoints "$WORK/stream_ckpt" "${vals[@]}" --out "$OUT/stream" --workers 4 &
+    local finish_pid=$!
+    "$PY" tools/gpu_kit.py finish --checkpoints "$WORK/ckpt" "${vals[@]}" --out "$OUT" --workers 4
+    wait "$finish_pid" || say "finishing the streaming model failed"
+  else
+    "$PY" tools/gpu_kit.py finish --checkpoints "$WORK/ckpt" "${vals[@]}" --out "$OUT" --workers 8 --with-last
+  fi
   say "done: $(ls "$OUT" | tr '\n' ' ')"
 }
 
