@@ -59,6 +59,7 @@ INDEX_SUFFIX = ".index.jsonl.xz"  # xz: the plain JSON of 9,615 clips' ids and t
 SITE_FILE = "site.tar.xz"  # the wheels the device lacks, unzipped (site-packages layout) and xz-compressed
 TREE_LIMIT_MIB = 64.0  # the device tool's limit on what travels: tracked files + carried paths
 KIT_MARGIN_MIB = 0.25  # kept free under that limit for files added between packing and the call
+INIT_FILE, STREAM_INIT_FILE = "init.pt", "stream_init.pt"  # carried weights to continue from
 MAX_OUT_FILES = 8  # the device tool brings back at most 8 files from $OUT, each at most 16 MiB
 
 
@@ -496,6 +497,13 @@ def pack(args: argparse.Namespace) -> dict:
     if args.engines:
         shutil.copy2(args.engines, os.path.join(out, "engines.tar.xz"))
         kit["engines"] = os.path.basename(args.engines)
+    for flag, name in ((args.init, INIT_FILE), (args.stream_init, STREAM_INIT_FILE)):
+        if flag:  # weights to continue from (train.py's checkpoint.finetune_from): training adds up across loans
+            from deepspeech_pytorch.checkpoint import load_checkpoint
+
+            load_checkpoint(flag)  # refuse anything that is not a checkpoint here, not there
+            shutil.copy2(flag, os.path.join(out, name))
+            kit.setdefault("init", {})[name] = {"source": os.path.abspath(flag), "bytes": os.path.getsize(flag)}
     if args.text:
         with open(args.text, encoding="utf-8") as source:
             lines = [line for line in source if line.strip()]
@@ -786,6 +794,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", help="sentences for synthesis there, one a line")
     p.add_argument("--text-lines", type=int, default=None, help="a random sample of this many of them")
     p.add_argument("--codec", default=None, help=f"Opus setting (default {DEFAULT_CODEC}, {FALLBACK_CODEC} without ffmpeg)")
+    p.add_argument("--init", help="checkpoint the bundled model's training continues from (fp16 inference ones do)")
+    p.add_argument("--stream-init", help="checkpoint the streaming model's training continues from")
     p.add_argument("--fit", action="store_true", help="drop training shards until the kit fits the budget")
     p.add_argument("--limit", type=int, default=None, help="at most this many clips of each training manifest")
     p.add_argument("--val-limit", type=int, default=None, help="at most this many clips of each validation manifest")

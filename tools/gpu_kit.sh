@@ -158,14 +158,18 @@ EOF
   local first_val=${val%% *} minutes
   minutes=$("$PY" -c "print(round(max(($BUDGET_SECONDS - $(elapsed) - $FINISH_SECONDS - $TRAIN_START_SECONDS) / 60, $MIN_TRAIN_MINUTES), 2))")
   say "train: $minutes minutes at most"
+  local model_args=$MODEL_ARGS stream_args=$STREAM_ARGS  # carried weights (pack INIT=, STREAM_INIT=): continue from them
+  [ -f "$KIT/init.pt" ] && model_args+=" checkpoint.finetune_from=$(cd "$KIT" && pwd)/init.pt" && say "$MODEL continues from the carried init.pt"
+  [ -f "$KIT/stream_init.pt" ] && stream_args+=" checkpoint.finetune_from=$(cd "$KIT" && pwd)/stream_init.pt"
   local workers=$WORKERS
   [ -n "$STREAM_MODEL" ] && workers=$(( WORKERS / 2 > 0 ? WORKERS / 2 : 1 ))
   if [ -n "$STREAM_MODEL" ]; then
     say "and $STREAM_MODEL ($STREAM_ARGS) beside it, $workers workers each"
-    train_one "$STREAM_MODEL" "$WORK/stream_ckpt" "$workers" "$STREAM_ARGS" > "$WORK/stream_train.json" 2> "$WORK/stream_train.log" &
+    [ -f "$KIT/stream_init.pt" ] && say "$STREAM_MODEL continues from the carried stream_init.pt"
+    train_one "$STREAM_MODEL" "$WORK/stream_ckpt" "$workers" "$stream_args" > "$WORK/stream_train.json" 2> "$WORK/stream_train.log" &
     local stream_pid=$!
   fi
-  train_one "$MODEL" "$WORK/ckpt" "$workers" "$MODEL_ARGS" | tee "$OUT/train.json" || say "train.py failed: finishing with what it saved"
+  train_one "$MODEL" "$WORK/ckpt" "$workers" "$model_args" | tee "$OUT/train.json" || say "train.py failed: finishing with what it saved"
   if [ -n "$STREAM_MODEL" ]; then
     wait "$stream_pid" || say "the streaming model's train.py failed: finishing with what it saved"
     tail -n 30 "$WORK/stream_train.log"; cat "$WORK/stream_train.json"
@@ -207,7 +211,7 @@ pack() {  # here: the corpora of /work/datasets, the noise set, wheels for the d
     --val "${DRASCULA_VAL:-/work/datasets/drascula/val.jsonl}" \
     --noise "$scratch/noise/noise.jsonl" --noise "$scratch/music/noise.jsonl" \
     --wheels "$scratch/whl" --engines "$engines" --text "$scratch/train_text.txt" \
-    --text-lines "${TEXT_LINES:-12000}" --workers 2
+    --text-lines "${TEXT_LINES:-12000}" --workers 2 ${INIT:+--init "$INIT"} ${STREAM_INIT:+--stream-init "$STREAM_INIT"}
 }
 
 smoke() {  # the whole kit on a tiny slice, on this machine's CPU: a checkpoint and a val WER must come out
@@ -220,7 +224,8 @@ smoke() {  # the whole kit on a tiny slice, on this machine's CPU: a checkpoint 
   "$PY" tools/gpu_kit.py pack --output "$dir/carry" --max-mib 64 --codec soundfile:0.99 --limit 20 --val-limit 20 \
     --speech "${QUEEN:-/work/datasets/queen/queen_train.jsonl}" --speech "${SKY:-/work/datasets/sky/sky_train.jsonl}" \
     --val "${DRASCULA_VAL:-/work/datasets/drascula/val.jsonl}" --noise "$scratch/noise/noise.jsonl" \
-    --engines "$scratch/engines.tar.xz" --text "$dir/text.txt" --workers 2
+    --engines "$scratch/engines.tar.xz" --text "$dir/text.txt" --workers 2 ${INIT:+--init "$INIT"} \
+    ${STREAM_INIT:+--stream-init "$STREAM_INIT"}
   KIT="$dir/carry" WORK="$dir/work" OUT="$dir/out" DEVICE=cpu PRECISION=fp32 MODEL=ds2_tiny BATCH=8 WORKERS=2 \
     EPOCHS=2 BUDGET_SECONDS=${SMOKE_SECONDS:-150} FINISH_SECONDS=30 TRAIN_START_SECONDS=20 STEPS_PER_SECOND=1 \
     SYNTH_MEAN_SECONDS=2.5 MAX_SYNTH_HOURS=0.02 ROOMS=4 EVERY_STEPS=5 MIN_TRAIN_MINUTES=0.5 bash "$0" run
