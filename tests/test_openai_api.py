@@ -138,9 +138,9 @@ def test_the_client_gets_openai_errors_naming_the_parameter(client, audio):
         with pytest.raises(openai.BadRequestError) as refused:
             transcribe(client, audio, **options)
         assert refused.value.code == "invalid_parameter" and refused.value.param == param, options
-    with pytest.raises(openai.APIStatusError) as refused:
+    with pytest.raises(openai.BadRequestError) as refused:  # OpenAI's 400 (POST /transcribe says 415)
         client.audio.transcriptions.create(model="whisper-1", file=("notes.wav", b"this is not audio", "audio/wav"))
-    assert refused.value.status_code == 415 and refused.value.code == "unsupported_audio_type"
+    assert refused.value.status_code == 400 and refused.value.code == "unsupported_audio_type"
     assert refused.value.param == "file" and "notes.wav" in refused.value.message
     with pytest.raises(openai.APIStatusError) as refused:
         client.audio.transcriptions.create(model="whisper-1", file=("big.wav", audio["bytes"] * 3, "audio/wav"))
@@ -152,13 +152,14 @@ def openai_error(response, status, code):
     body = response.json()
     assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
     assert body["error"]["code"] == code and body["error"]["message"]
+    assert "\n" not in body["error"]["message"]
     return body["error"]
 
 
 @pytest.mark.parametrize("request_options, status, code, param", [
-    ({"files": {"model": (None, "whisper-1")}}, 422, "missing_file", "file"),
-    ({"json": {"file": "x"}}, 415, "unsupported_content_type", None),
-    ({"files": {"file": ("a.wav", b"", "audio/wav")}}, 422, "empty_file", "file"),
+    ({"files": {"model": (None, "whisper-1")}}, 400, "missing_file", "file"),
+    ({"json": {"file": "x"}}, 400, "unsupported_content_type", None),
+    ({"files": {"file": ("a.wav", b"", "audio/wav")}}, 400, "empty_file", "file"),
     ({"files": [("file", ("a.wav", b"RIFF", "audio/wav")), ("language", (None, "en")),
                 ("language", (None, "de"))]}, 400, "invalid_parameter", "language"),
     ({"files": {"file": ("a.wav", b"RIFF", "audio/wav")}, "data": {"stream": "true"}}, 400, "invalid_parameter",
@@ -173,7 +174,8 @@ def test_long_audio_is_refused_with_the_servers_limit(server, audio):
     buffer = io.BytesIO()
     sf.write(buffer, np.zeros(int(16000 * (MAX_AUDIO_SECONDS + 1)), dtype=np.int16), 16000, format="WAV")
     response = httpx.post(server.url + PATH, files={"file": ("long.wav", buffer.getvalue(), "audio/wav")}, timeout=60)
-    assert "15 seconds" in openai_error(response, 413, "audio_too_long")["message"]
+    error = openai_error(response, 400, "audio_too_long")  # OpenAI's 413 is for the body's size only
+    assert "15 seconds" in error["message"] and error["param"] == "file"
 
 
 def test_curl_style_fields_and_the_decoder_extension(server, audio, native):
@@ -192,7 +194,7 @@ def test_curl_style_fields_and_the_decoder_extension(server, audio, native):
 def test_openapi_page_and_metrics(server):
     schema = httpx.get(server.url + "/openapi.json").json()
     operation = schema["paths"][PATH]["post"]
-    assert set(operation["responses"]) == {"200", "400", "413", "415", "422", "503", "504"}
+    assert set(operation["responses"]) == {"200", "400", "413", "503", "504"}
     assert set(operation["responses"]["200"]["content"]) == {"application/json", "text/plain", "text/vtt"}
     assert operation["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/OpenAIErrorResponse")
@@ -213,3 +215,50 @@ def test_schemathesis_finds_no_server_errors_or_undocumented_responses(server, t
         cwd=tmp_path, capture_output=True, text=True, timeout=200)
     assert result.returncode == 0, result.stdout[-4000:]
     assert "passed" in result.stdout
+
+
+# ---- review of issue 21: OpenAI's statuses, unknown parameters refused, one-line messages naming the field ----
+
+def test_query_parameters_are_refused_naming_them_not_ignored(client, server, audio):
+    """The route takes no query parameters: one sent by mistake (here the client's extra_query) was silently
+    ignored, so `?response_format=text` answered JSON."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        transcribe(client, audio, extra_query={"response_format": "text"})
+    assert refused.value.status_code == 400 and refused.value.code == "invalid_parameter"
+    assert refused.value.param == "response_format" and refused.value.type == "invalid_request_error"
+    assert "query parameter 'response_format'" in refused.value.message and "\n" not in refused.value.message
+    response = httpx.post(server.url + PATH + "?verbose=1&decoder=greedy",
+                          files={"file": ("a.wav", audio["bytes"], "audio/wav")}, timeout=60)
+    error = openai_error(response, 400, "invalid_parameter")
+    assert error["param"] == "decoder" and "query parameter 'decoder'" in error["message"]
+
+
+def test_unknown_form_fields_are_refused_and_openais_own_are_accepted(client, audio, native):
+    with pytest.raises(openai.BadRequestError) as refused:
+        transcribe(client, audio, extra_body={"respone_format": "srt"})
+    assert refused.value.code == "invalid_parameter" and refused.value.param == "respone_format"
+    assert "form field 'respone_format'" in refused.value.message and "response_format" in refused.value.message
+    accepted = transcribe(client, audio, extra_body={"chunking_strategy": "auto", "include[]": "logprobs"})
+    assert accepted.text == native["transcript"]
+
+
+@pytest.mark.parametrize("files, code", [
+    ({"model": (None, "whisper-1")}, "missing_file"),
+    ({"file": ("a.wav", b"", "audio/wav")}, "empty_file"),
+    ({"file": ("a.wav", b"RIFF\x24\x00\x00\x00WAVEfmt ", "audio/wav")}, "invalid_audio"),
+    ({"file": ("notes.txt", b"not audio at all", "text/plain")}, "unsupported_audio_type"),
+])
+def test_file_errors_are_openais_400_with_one_line_naming_the_file(server, files, code):
+    """POST /transcribe answers these 422 or 415; OpenAI answers 400 (a missing file is its 400
+    "you must provide a file"), so an OpenAI client raises BadRequestError, not UnprocessableEntityError."""
+    error = openai_error(httpx.post(server.url + PATH, files=files, timeout=60), 400, code)
+    assert error["param"] == "file" and error["type"] == "invalid_request_error"
+    assert "file" in error["message"].split(":")[0] or "'file'" in error["message"], error
+
+
+def test_the_client_gets_bad_request_for_an_undecodable_file(client):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.audio.transcriptions.create(model="whisper-1", file=("a.wav", b"RIFF\x24\x00\x00\x00WAVEfmt ",
+                                                                    "audio/wav"))
+    assert refused.value.param == "file" and refused.value.code in ("invalid_audio", "unsupported_audio_type")
+    assert "\n" not in refused.value.message

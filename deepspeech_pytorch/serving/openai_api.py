@@ -13,7 +13,9 @@ The request is OpenAI's multipart form; the upload takes the same path as POST /
 - `prompt`: accepted and ignored (a CTC model takes no prompt).
 - `temperature`: accepted (a number from 0 to 1) and ignored: greedy and beam search are deterministic.
 - `decoder`: this server's own addition, `greedy` or `beam` as on POST /transcribe.
-- `stream=true` is refused (400); OpenAI's other fields (`include[]`, `chunking_strategy`, ...) are ignored.
+- `stream=true` is refused (400); OpenAI's other fields (`include[]`, `chunking_strategy`, ...) are accepted and
+  ignored; any other form field, and any query parameter (the route takes none), is refused (400 naming it), so
+  that a misspelt one (`respone_format`) is not silently ignored.
 
 The answer, by response_format: `json` {"text", "usage"}; `text` the transcript and a newline; `srt` and
 `vtt` subtitles cut at pauses by deepspeech_pytorch.subtitles, as transcribe.py writes them;
@@ -23,15 +25,18 @@ measure of are constant: `tokens` [] (no BPE tokens), `temperature` 0.0, `avg_lo
 measured), `no_speech_prob` 0.0 (the voice-activity detector already removed non-speech). `seek` is the
 segment's start in 10 ms frames and `compression_ratio` is measured on its text as Whisper does.
 
-Errors are OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`: type
-invalid_request_error (4xx) or server_error (5xx); the codes and statuses are POST /transcribe's
-(upload_too_large 413, unsupported_audio_type 415, invalid_audio 422, overloaded 503 with Retry-After,
-...), and a bad parameter is 400 naming it in `param`.
+Errors are OpenAI's: status 400 for every invalid request (as OpenAI answers a missing file, a file it cannot
+decode or an unknown parameter), 413 only for a body over max_upload_bytes, 503 (with Retry-After) and 504
+for the server's own state; the body is `{"error": {"message", "type", "param", "code"}}`, type
+invalid_request_error (4xx) or server_error (5xx), `code` POST /transcribe's machine-readable codes
+(missing_file, invalid_audio, invalid_parameter, ...), `param` the request field at fault, and `message` one line
+that names it. (POST /transcribe keeps its own statuses: 415 and 422 there are 400 here.)
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signature's types.
 
 import logging
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any, Dict, List, Literal, Optional, Tuple, Union
@@ -55,6 +60,9 @@ PATH = "/v1/audio/transcriptions"
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("word", "segment")
 GRANULARITY_FIELDS = ("timestamp_granularities[]", "timestamp_granularities")  # the client's name, and curl's
+# OpenAI's own form fields this server accepts and ignores (a client may send them)
+IGNORED_OPENAI_FIELDS = ("include[]", "include", "chunking_strategy", "known_speaker_names[]",
+                         "known_speaker_references[]")
 LANGUAGE = "english"  # what verbose_json says, as OpenAI names languages there
 ENGLISH = {"en", "eng", "english"}  # ISO 639-1, 639-2 and the name; a region (en-US, en_GB) may follow
 FRAMES_PER_SECOND = 100  # `seek` counts 10 ms frames, as Whisper's does
@@ -126,15 +134,32 @@ class OpenAIError(ApiError):
 # POST /transcribe's error codes about the upload itself: OpenAI's `param` for them is the file field.
 FILE_CODES = {"missing_file", "duplicate_file", "empty_file", "invalid_audio", "unsupported_audio_type",
               "audio_too_long"}
+KEPT_STATUSES = {413: "upload_too_large"}  # OpenAI's 413 is the request's size; every other 4xx is its 400
+
+
+def openai_status(error: ApiError) -> int:
+    """The status OpenAI gives for `error`: 400 for an invalid request (POST /transcribe's 415 and 422, and
+    413 for audio that is too long rather than a body too large), the rest as they are."""
+    if 400 <= error.status < 500 and KEPT_STATUSES.get(error.status) != error.code:
+        return 400
+    return error.status
+
+
+def one_line(message: str, param: Optional[str]) -> str:
+    """`message` on one line, naming `param` (prefixed with it when the message does not say it)."""
+    text = " ".join(message.split())
+    if param and not re.search(rf"(?<![\w\[]){re.escape(param)}(?![\w\]])", text):
+        text = f"{param}: {text}"
+    return text
 
 
 def error_response(error: ApiError) -> JSONResponse:
-    """`error` in OpenAI's shape, with its status and headers."""
+    """`error` in OpenAI's shape and with OpenAI's status, with its headers."""
     param = getattr(error, "param", None) or (UPLOAD_FIELD if error.code in FILE_CODES else None)
     body = OpenAIErrorResponse(error=OpenAIErrorDetail(
-        message=error.detail, type="server_error" if error.status >= 500 else "invalid_request_error",
+        message=one_line(error.detail, param), type="server_error" if error.status >= 500 else "invalid_request_error",
         param=param, code=error.code))
-    return JSONResponse(body.model_dump(), status_code=error.status, headers=error.headers or None)
+    return JSONResponse(body.model_dump(), status_code=openai_status(error), headers=error.headers or None)
 
 
 def _error(description: str, headers: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -148,14 +173,13 @@ RESPONSES: Dict[Union[int, str], Dict[str, Any]] = {
     200: {"model": Union[OpenAITranscription, OpenAIVerboseTranscription],
           "description": "json or verbose_json: a JSON object; text and srt: text/plain; vtt: text/vtt",
           "content": {"text/plain": {"schema": {"type": "string"}}, "text/vtt": {"schema": {"type": "string"}}}},
-    400: _error("A parameter is invalid or unsupported (invalid_parameter, unsupported_language; `param` names "
-                "it) or the body is not a well-formed multipart form (empty_body, malformed_multipart)."),
-    413: _error("The upload is larger than max_upload_bytes (upload_too_large) or the audio is longer than "
-                "max_audio_seconds (audio_too_long)."),
-    415: _error(f"The request is not multipart/form-data (unsupported_content_type) or the file is not {FORMATS} "
-                "(unsupported_audio_type)."),
-    422: _error("The form has no `file` field or several (missing_file, duplicate_file), or the file is empty, "
-                "truncated or undecodable (empty_file, invalid_audio)."),
+    400: _error("An invalid request, `param` naming the field at fault: a parameter invalid, unsupported or "
+                "unknown, a query parameter (invalid_parameter, unsupported_language); the body not a well-formed "
+                "multipart form (empty_body, malformed_multipart, unsupported_content_type); no `file` field or "
+                f"several (missing_file, duplicate_file); the file empty, not {FORMATS}, truncated or undecodable "
+                "(empty_file, unsupported_audio_type, invalid_audio), or longer than max_audio_seconds "
+                "(audio_too_long)."),
+    413: _error("The upload is larger than max_upload_bytes (upload_too_large)."),
     503: _error("The model is not loaded yet or the server is shutting down (not_ready), or the queue is full "
                 "(overloaded); retry after Retry-After seconds.", RETRY_AFTER),
     504: _error("The transcription did not finish within request_timeout_seconds (timeout)."),
@@ -169,6 +193,20 @@ class Options:
     response_format: str = "json"
     granularities: Tuple[str, ...] = ("segment",)
     decoder: Optional[str] = None
+
+
+FORM_FIELDS = (UPLOAD_FIELD, "model", "response_format", GRANULARITY_FIELDS[0], "language", "prompt", "temperature",
+               "decoder")  # what an error lists
+
+
+def check_query(names: List[str]) -> None:
+    """400 for any query parameter: the route takes its fields in the form, and OpenAI refuses what it does not
+    know rather than ignore it (a misspelt or misplaced option would otherwise change nothing, silently)."""
+    if names:
+        name = sorted(names)[0]
+        raise OpenAIError(400, "invalid_parameter", f"unrecognized query parameter {_shown(name)}: this endpoint "
+                                                    "takes no query parameters; send the fields "
+                                                    f"({', '.join(FORM_FIELDS)}) in the multipart form", name[:40])
 
 
 def _values(parts: List[Part], *names: str) -> List[str]:
@@ -226,6 +264,12 @@ def read_options(parts: List[Part], decoders: List[str]) -> Tuple[Optional[str],
                                                     "whole (send stream=false or leave it out)", "stream")
     _single(parts, "model")  # any name; once
     _single(parts, "prompt")  # ignored; once
+    known = {UPLOAD_FIELD, "model", "prompt", "response_format", "language", "temperature", "stream", "decoder",
+             *GRANULARITY_FIELDS, *IGNORED_OPENAI_FIELDS}
+    unknown = sorted({part.name for part in parts} - known)
+    if unknown:
+        raise OpenAIError(400, "invalid_parameter", f"unrecognized form field {_shown(unknown[0])}; this endpoint "
+                                                    f"takes {', '.join(FORM_FIELDS)}", unknown[0][:40])
     decoder = _single(parts, "decoder")
     if decoder is not None and decoder not in decoders:
         raise OpenAIError(400, "invalid_parameter", f"decoder={_shown(decoder)} is not offered by this server; "
@@ -310,6 +354,7 @@ def build_openai_router(settings: ServerConfig, model_has_lm: bool = False) -> A
             if service is None:
                 raise ApiError(503, "not_ready", "the model is not loaded yet or the server is shutting down",
                                {"Retry-After": "1"})
+            check_query(list(request.query_params.keys()))
             result, options, _ = await transcribe_request(request, service, request.app.state.settings,
                                                           lambda parts: read_options(parts, service.decoders))
             return answer(result, options)
