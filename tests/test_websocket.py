@@ -220,6 +220,34 @@ def test_vosk_style_client_with_float_rate_and_spaced_eof(server, offline):
     assert " ".join(t for t in texts if t) == offline["greedy", sample(2)].text
 
 
+def test_vosk_client_without_a_config_streams_at_the_default_16_khz(server, offline):
+    """Vosk's server takes a stream whose first message is audio (its default rate); ours refused it with 1003.
+    The first message is audio, then more audio, then the end: the offline transcript, word times and all."""
+    pcm = pcm_of(sample(2))
+    with open_stream(server) as websocket:
+        for first in range(0, len(pcm), 8000):
+            websocket.send(pcm[first: first + 8000])
+        websocket.send('{"eof" : 1}')
+        messages, code, _ = until_closed(websocket)
+    assert code == 1000, messages
+    (final,) = finals_of(messages)
+    expected = offline["greedy", sample(2)]
+    assert final["text"] == expected.text and [w["word"] for w in final["result"]] == [w.word for w in expected.words]
+    assert final["result"][-1]["end"] == pytest.approx(expected.words[-1].end, abs=0.02)
+
+
+@pytest.mark.parametrize("first,second,code,words", [
+    (b"\x00" * 3201, None, 1007, "3201 bytes"),
+    (b"\x00" * 3200, '{"config": {"sample_rate": 8000}}', 1003, "only be sent once"),
+])
+def test_a_stream_that_begins_with_audio_still_checks_its_messages(server, first, second, code, words):
+    with open_stream(server) as websocket:
+        websocket.send(first)
+        if second is not None:
+            websocket.send(second)
+        refused(*until_closed(websocket), code, words)
+
+
 def test_streaming_model_path_gives_the_streams_their_own_model(tmp_path, offline):
     """The server's model is an untrained tiny one; streaming.model_path=<the bundled model> serves the streams."""
     from test_checkpoint import tiny_checkpoint
@@ -337,7 +365,6 @@ def test_a_stream_past_max_stream_seconds_gets_its_finals_then_1008(server, tran
 
 
 CONFIG_ERRORS = [
-    (b"\x00\x01" * 100, 1003, "must be the JSON config"),
     ("sample_rate=16000", 1007, "not JSON"),
     ("[16000]", 1007, "JSON object"),
     ('{"sample_rate": 16000}', 1008, '{"config": {...}}'),

@@ -1,7 +1,8 @@
 """Live transcription over a websocket: GET /ws/transcribe, and the page at / that uses it.
 
 The protocol follows Vosk's server (docs/streaming.md has the whole of it): the client sends a JSON
-config, then binary 16-bit little-endian PCM chunks, then `{"eof": 1}`; the server answers
+config (optional: a stream that starts with audio gets the defaults, 16 kHz, as Vosk's server gives its
+own), then binary 16-bit little-endian PCM chunks, then `{"eof": 1}`; the server answers
 `{"partial": "..."}` while an utterance goes on and `{"text": "...", "result": [{"conf", "end", "start",
 "word"}]}` when one ends (word times in seconds of the stream), then closes with 1000 after the last
 final. A problem is one `{"error": "..."}` message, then a close code saying what kind it was.
@@ -44,6 +45,7 @@ MAX_SAMPLE_RATE = 48000  # Hz: what browsers and sound cards record at
 PENDING_SECONDS = 10.0  # audio per stream received and not yet given to the model before reading stops
 MAX_REASON_BYTES = 123  # a websocket close frame's reason is at most 123 bytes of UTF-8
 CONFIG_KEYS = ("sample_rate", "decoder", "words")
+DEFAULT_SAMPLE_RATE = 16000  # Hz: a stream without a config (or without sample_rate in it) is 16 kHz PCM
 
 T = TypeVar("T")
 
@@ -52,7 +54,7 @@ class Close(IntEnum):
     """The close codes the server sends (RFC 6455 section 7.4.1; 1013 from the IANA registry)."""
     NORMAL = 1000  # the last final result was sent after the client's {"eof": 1}
     GOING_AWAY = 1001  # the server is shutting down
-    UNSUPPORTED = 1003  # a message of the wrong kind: audio before the config, text that is not {"eof": 1}
+    UNSUPPORTED = 1003  # a message of the wrong kind: a second config, text that is not {"eof": 1}
     INVALID = 1007  # a malformed message: not JSON, not an object, an odd number of PCM bytes
     POLICY = 1008  # a config value out of range, idle for idle_timeout_seconds, over max_stream_seconds
     TOO_BIG = 1009  # a message over max_message_bytes
@@ -107,7 +109,7 @@ def parse_config(text: str, decoders: List[str], default_decoder: str) -> Stream
     unknown = sorted(set(config) - set(CONFIG_KEYS))
     if unknown:
         raise StreamError(Close.POLICY, f"unknown config key {unknown[0]!r}; the keys are {', '.join(CONFIG_KEYS)}")
-    rate = config.get("sample_rate", 16000)
+    rate = config.get("sample_rate", DEFAULT_SAMPLE_RATE)
     if isinstance(rate, float) and rate.is_integer():
         rate = int(rate)  # Vosk's clients send 16000.0
     if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
@@ -125,13 +127,14 @@ def parse_config(text: str, decoders: List[str], default_decoder: str) -> Stream
 
 def is_eof(text: str) -> bool:
     """True for the end message `{"eof": 1}` (any true value); raises StreamError for any other text
-    (after the config, a text message can only be the end)."""
+    (after the config or the first audio, a text message can only be the end)."""
     message = _json_object(text, "a text message")
     if "config" in message:
-        raise StreamError(Close.UNSUPPORTED, "the config may only be sent once, as the first message")
+        raise StreamError(Close.UNSUPPORTED, "the config may only be sent once, as the first message (a stream that "
+                                             "begins with audio keeps the defaults: 16000 Hz)")
     if set(message) != {"eof"} or not message["eof"]:
-        raise StreamError(Close.UNSUPPORTED, 'after the config the server takes binary audio (16-bit little-endian '
-                                             'PCM) and the end message {"eof": 1}, nothing else')
+        raise StreamError(Close.UNSUPPORTED, 'once the stream has begun the server takes binary audio (16-bit '
+                                             'little-endian PCM) and the end message {"eof": 1}, nothing else')
     return True
 
 
@@ -357,14 +360,17 @@ class StreamingEndpoint:
         processor: Optional[asyncio.Task] = None
         try:
             message = await self._receive(websocket)
-            if message.get("text") is None:
-                raise StreamError(Close.UNSUPPORTED, 'the first message must be the JSON config {"config": '
-                                                     '{"sample_rate": 16000}}, sent as text')
-            options = parse_config(message["text"], list(self.decoders), self.default_decoder)
+            first_audio: Optional[Dict[str, Any]] = None
+            if message.get("text") is not None:
+                options = parse_config(message["text"], list(self.decoders), self.default_decoder)
+            else:  # no config (as Vosk's server allows): the defaults, and this message is the first audio
+                check_pcm(message["bytes"])
+                options = StreamOptions(DEFAULT_SAMPLE_RATE, self.default_decoder, True)
+                first_audio = message
             transcriber = await self._run(self._transcriber, options)
             stream = Stream(transcriber, options)
             processor = asyncio.create_task(self._process(websocket, stream))
-            over_limit = await self._read(websocket, stream, processor)
+            over_limit = await self._read(websocket, stream, processor, first_audio)
             await processor  # the last answers, then the close
             if over_limit is not None:
                 raise over_limit
@@ -421,12 +427,17 @@ class StreamingEndpoint:
                                              f"{self.limits.max_message_bytes} (streaming.max_message_bytes)")
         return message
 
-    async def _read(self, websocket: WebSocket, stream: Stream, processor: asyncio.Task) -> Optional[StreamError]:
-        """Audio into `stream` until the end message. Over max_stream_seconds, the audio up to the limit is
-        transcribed and the error to send after its finals is returned."""
+    async def _read(self, websocket: WebSocket, stream: Stream, processor: asyncio.Task,
+                    first: Optional[Dict[str, Any]] = None) -> Optional[StreamError]:
+        """Audio into `stream` until the end message (`first`: a message already received, the stream's first
+        audio when it came without a config). Over max_stream_seconds, the audio up to the limit is transcribed
+        and the error to send after its finals is returned."""
         limit_samples = int(self.limits.max_stream_seconds * stream.options.sample_rate)
         while True:
-            message = await self._receive(websocket, processor, stream)
+            if first is not None:
+                message, first = first, None
+            else:
+                message = await self._receive(websocket, processor, stream)
             data = message.get("bytes")
             if data is None:
                 is_eof(message["text"])  # or StreamError
@@ -495,8 +506,9 @@ class StreamingEndpoint:
 STREAMING_DESCRIPTION = f"""
 
 **Live transcription** (websocket `GET {PATH}`, Vosk's message shapes; the page at `/` uses it):
-send the config `{{"config": {{"sample_rate": 16000, "decoder": "greedy", "words": true}}}}` as text, then the
-audio as binary messages of 16-bit little-endian mono PCM, then `{{"eof": 1}}`. The server answers
+send the config `{{"config": {{"sample_rate": 16000, "decoder": "greedy", "words": true}}}}` as text (optional:
+a stream that starts with audio is 16 kHz with the server's decoder and word times, as Vosk's server takes it), then
+the audio as binary messages of 16-bit little-endian mono PCM, then `{{"eof": 1}}`. The server answers
 `{{"partial": "..."}}` while an utterance goes on and `{{"text": "...", "result": [{{"conf", "end", "start",
 "word"}}]}}` for each utterance that ends (word times in seconds of the stream), then closes with 1000.
 A problem is one `{{"error": "..."}}` message and a close code: 1003 wrong kind of message, 1007 malformed,
