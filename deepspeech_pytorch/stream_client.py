@@ -19,7 +19,8 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-DEFAULT_URL = "ws://127.0.0.1:8000/ws/transcribe"
+STREAM_PATH = "/ws/transcribe"  # the server's websocket (serving.streaming.PATH)
+DEFAULT_URL = f"ws://127.0.0.1:8000{STREAM_PATH}"
 CHUNK_SECONDS = 0.1  # audio per message: what a microphone client sends
 SAMPLE_RATE = 16000  # Hz: files are sent at the model's rate (the server would resample any other)
 
@@ -67,15 +68,29 @@ async def stdin_chunks(sample_rate: int, chunk_seconds: float = CHUNK_SECONDS) -
             yield data[:even]
 
 
+def refusal_message(url: str, status: int) -> str:
+    """One line for a websocket handshake the server answered with HTTP `status`: which URL it refused and, when
+    the path is not the server's, where its websocket is (Starlette answers 403 for a path it has no route for)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.path != STREAM_PATH:
+        expected = urlunsplit((parts.scheme, parts.netloc, STREAM_PATH, "", ""))
+        return (f"the server refused the websocket at {url} (HTTP {status}): its path is {parts.path or '/'!r}, "
+                f"the server's stream is at {STREAM_PATH} (try --url {expected})")
+    return (f"the server refused the websocket at {url} (HTTP {status}); is it a deepspeech-pytorch server "
+            "(python server.py), and does a proxy in between pass websockets on?")
+
+
 async def stream_audio(url: str, chunks: AsyncIterator[bytes], sample_rate: int, *, decoder: Optional[str] = None,
                        words: bool = True, on_message: Optional[Callable[[Dict[str, Any]], None]] = None,
                        open_timeout: float = 10.0) -> List[Dict[str, Any]]:
     """Send the config, every chunk of 16-bit PCM from `chunks` and the end message to the websocket at `url`,
     receiving meanwhile; `on_message` sees every message from the server. Returns the final results
     (`{"text", "result"}`). Raises StreamRefused when the server closes with an error, OSError when it
-    cannot be reached."""
+    cannot be reached or refuses the websocket (one line naming the URL; for a wrong path, the server's)."""
     from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
     config: Dict[str, Any] = {"sample_rate": sample_rate, "words": words}
     if decoder is not None:
@@ -84,6 +99,8 @@ async def stream_audio(url: str, chunks: AsyncIterator[bytes], sample_rate: int,
     error: List[str] = []
     try:
         websocket = await connect(url, open_timeout=open_timeout, max_size=None, ping_interval=None)
+    except InvalidStatus as refused:
+        raise OSError(refusal_message(url, refused.response.status_code)) from None
     except (InvalidHandshake, InvalidURI, OSError, asyncio.TimeoutError) as problem:
         raise OSError(f"cannot open a websocket to {url}: {problem}") from None
     async with websocket:

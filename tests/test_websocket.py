@@ -502,6 +502,22 @@ def test_stream_py_reports_a_refused_stream_in_one_line(server, tmp_path):
     assert nowhere.returncode == 1 and nowhere.stderr.startswith("error: cannot open a websocket to ws://127.0.0.1:9")
 
 
+@pytest.mark.parametrize("path", ["/ws", "/transcribe", "/ws/transcribe/", "/"])
+def test_stream_py_names_the_refused_url_and_the_servers_path(server, path):
+    """A wrong path showed only "server rejected WebSocket connection: HTTP 403"."""
+    from deepspeech_pytorch.serving.streaming import PATH
+    from deepspeech_pytorch.stream_client import STREAM_PATH
+
+    assert STREAM_PATH == PATH
+    url = f"ws://127.0.0.1:{server.port}{path}"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "stream.py"), sample(2), "--url", url],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        f"error: the server refused the websocket at {url} (HTTP 403): its path is {path!r}, the server's stream is "
+        f"at /ws/transcribe (try --url {server.ws_url})"]
+
+
 def test_stream_py_streams_raw_pcm_from_standard_input(server, offline):
     """`arecord ... | stream.py -`: raw 16-bit PCM on stdin, here 44.1 kHz, as a recorder would give it."""
     pcm = to_pcm16(soxr.resample(load_audio(sample(4)), RATE, 44100, quality="VHQ"))
