@@ -574,7 +574,8 @@ class StreamingTranscriber:
 
     def accept_audio(self, samples: np.ndarray) -> StreamUpdate:
         """Feed the next samples: float32 mono in [-1, 1] at `sample_rate`, shape (samples,), any length
-        (an empty array is fine). Returns the current partial and any utterances that ended."""
+        (an empty array is fine). Returns the current partial and any utterances that ended. Raw PCM bytes are
+        refused (ValueError): convert them first, `np.frombuffer(data, "<i2") / 32768` for 16-bit PCM."""
         if self._finished:
             raise ValueError("the stream is finished: start a new StreamingTranscriber")
         samples = self._check(samples)
@@ -622,6 +623,10 @@ class StreamingTranscriber:
     # -- inside --
 
     def _check(self, samples: np.ndarray) -> np.ndarray:
+        if isinstance(samples, (bytes, bytearray, memoryview)):  # np.asarray would make one opaque 0-d item
+            raise ValueError(f"accept_audio takes float samples in [-1, 1] at {self.sample_rate} Hz, not "
+                             f"{type(samples).__name__}: convert 16-bit little-endian PCM with "
+                             "np.frombuffer(data, '<i2') / 32768")
         samples = np.asarray(samples)
         if samples.ndim != 1:
             raise ValueError(f"accept_audio takes mono samples of shape (samples,), not {samples.shape}")

@@ -350,6 +350,20 @@ def test_input_is_checked(bundled):
     assert stream.accept_audio(np.zeros(0, np.float32)) == StreamUpdate()
 
 
+def test_pcm_bytes_are_refused_in_one_line_that_says_how_to_convert_them(bundled):
+    """accept_audio(bytes) said "mono samples of shape (samples,), not ()": np.asarray made the bytes one item."""
+    pcm = (np.clip(load_audio(_sample("sample2.wav")), -1, 1) * 32767).astype("<i2").tobytes()
+    stream = StreamingTranscriber(bundled)
+    for data in (pcm, bytearray(pcm), memoryview(pcm)):
+        with pytest.raises(ValueError) as refused:
+            stream.accept_audio(data)
+        message = str(refused.value)
+        assert "\n" not in message and "np.frombuffer(data, '<i2') / 32768" in message and "16000 Hz" in message
+    finals = stream.accept_audio(np.frombuffer(pcm, "<i2") / 32768).finals + stream.finish().finals  # the advice
+    expected = Transcriber(bundled).transcribe(np.frombuffer(pcm, "<i2").astype(np.float32) / 32768)
+    assert [final.text for final in finals] == [expected.text] and expected.text
+
+
 # ---- StreamingTranscriber in true streaming mode -----------------------------------------------------------
 
 @pytest.fixture(scope="module")
