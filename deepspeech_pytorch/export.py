@@ -77,6 +77,7 @@ def metadata(loaded: LoadedModel, quantization: str = "none") -> Dict[str, str]:
         "model_name": loaded.name,
         "architecture": described["architecture"],
         "summary": described["summary"],
+        "parameters": str(described["parameters"]),  # the source model's count (an int8 twin's too)
         "model_config": json.dumps(dataclasses.asdict(loaded.model.config)),
         "labels": json.dumps(list(loaded.alphabet.labels)),
         "feature_config": json.dumps(dataclasses.asdict(loaded.features)),
@@ -132,9 +133,10 @@ def compare(loaded: LoadedModel, run, features: Tensor, lengths: Tensor, toleran
 
 
 def _traceable(model: nn.Module) -> nn.Module:
-    """`model` itself, or a shallow copy whose properties that raise (e.g. `latency_frames` of a model that
-    cannot stream) read as None: the tracer reads every attribute of every module and stops at the first
-    error other than AttributeError. The copy shares the model's parameters."""
+    """`model` itself, or a shallow copy whose properties that raise read as None: the tracer reads every
+    attribute of every module and stops at the first error other than AttributeError. DeepSpeech2 has no such
+    property (its `latency_frames` is None for a bidirectional model, not an error), so it is traced as it is;
+    this guards models added through the registry. The copy shares the model's parameters."""
     failing = {}
     for klass in type(model).__mro__:
         for name, value in vars(klass).items():

@@ -1,5 +1,6 @@
 """Export: ONNX (run in ONNX Runtime), TorchScript and their int8 twins, each checked against the model."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -60,6 +61,10 @@ def test_every_format_reproduces_the_model_and_describes_itself(tiny, utterances
     meta = {entry.key: entry.value for entry in proto.metadata_props}
     assert json.loads(meta["labels"]) == list(Alphabet().labels) and meta["time_stride"] == "2"
     assert json.loads(meta["feature_config"])["n_mels"] == 40 and meta["architecture"] == "deepspeech2"
+    # the parameter count: model info of the exported file said `parameters: null`
+    parameters = sum(p.numel() for p in loaded.model.parameters())
+    assert meta["parameters"] == str(parameters)
+    assert load_model(results["onnx"]["path"]).info["parameters"] == parameters
     session = onnxruntime.InferenceSession(results["onnx"]["path"], providers=["CPUExecutionProvider"])
     features, lengths = check_features(loaded, [np.zeros(8000, np.float32), 0.1 * np.ones(12345, np.float32)])
     logits, out = session.run(None, {"features": features.numpy(), "lengths": lengths.numpy()})
@@ -171,6 +176,26 @@ def test_a_model_with_a_property_that_raises_still_exports(tiny, utterances, tmp
     loaded.model.__class__ = Strict
     report = export_torchscript(loaded, str(tmp_path / "strict.ts.pt"), utterances[:1])
     assert report.max_abs_logit_difference < 1e-3 and isinstance(loaded.model, Strict)
+
+
+def test_deepspeech2_properties_never_raise_and_both_directions_export_as_they_are(bundled, tmp_path):
+    """latency_frames is None for a bidirectional model (no bounded lookahead), an int for a unidirectional one;
+    neither raises, so export traces the model itself (no stand-in copy) and a streaming model exports too."""
+    from deepspeech_pytorch.export import _traceable
+
+    assert bundled.model.latency_frames is None and not bundled.model.can_stream
+    assert _traceable(bundled.model) is bundled.model
+    torch.manual_seed(0)
+    features = FeatureConfig(kind="mel", n_mels=40, normalization="running", mean=[-6.0] * 40, std=[3.0] * 40)
+    config = dataclasses.replace(preset("ds2_tiny"), bidirectional=False, lookahead_context=3)
+    model = build_model(config, features.num_features, len(Alphabet()))
+    assert model.can_stream and model.latency_frames == 15 + 2 * 3 and _traceable(model) is model
+    path = str(tmp_path / "uni.pt")
+    save_checkpoint(path, {**model_state(model, config, features, Alphabet()), "name": "uni"})
+    results = export_all(load_model(path), str(tmp_path), [SAMPLE], formats=["onnx", "torchscript"])
+    for name in ("onnx", "torchscript"):
+        assert results[name]["parity"]["max_abs_logit_difference"] < 1e-3, results[name]
+        assert results[name]["parity"]["transcripts_equal"] == 1
 
 
 def test_exported_bundled_model_keeps_its_language_model(bundled, tmp_path):

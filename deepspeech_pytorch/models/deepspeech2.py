@@ -226,7 +226,11 @@ class DeepSpeech2(AcousticModel):
     @property
     def latency_frames(self) -> Optional[int]:
         """Input frames of future context an output frame needs: the lookahead's frames and the conv front
-        end's right context (kernel - 1 - padding per layer), through the strides. 15 + 2 x lookahead_context."""
+        end's right context (kernel - 1 - padding per layer), through the strides. 15 + 2 x lookahead_context.
+
+        None for a bidirectional model (never an error, so tracing and export read it safely): its backward
+        layers make every output frame depend on the utterance's last frame, so no bounded number of future
+        frames suffices; `StreamingTranscriber` runs such a model in utterance mode instead."""
         if not self.can_stream:
             return super().latency_frames
         frames = self.config.lookahead_context
