@@ -557,8 +557,10 @@ class Trainer:
                 epoch_batches, empty_before = 0, self.empty_batches
                 bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{config.epochs}", leave=False,
                            initial=self.batch_in_epoch, total=self.steps_per_epoch, disable=None if main else True)
+                waited, mark = 0.0, time.time()  # seconds spent waiting for the data workers: tells a data-bound run
                 try:
                     for batch in bar:
+                        waited += time.time() - mark
                         loss = self.train_step(batch)
                         self.batch_in_epoch += 1
                         epoch_batches += 1
@@ -568,9 +570,10 @@ class Trainer:
                             bar.set_postfix(loss=f"{loss:.3f}")
                             if main and bar.disable and self.batch_in_epoch % PROGRESS_LOG_STEPS == 0:
                                 # no terminal for the bar (a background run): progress goes to the log
-                                logger.info("epoch %d: batch %d/%d, loss %.3f, %.1f s/batch", self.epoch + 1,
-                                            self.batch_in_epoch, self.steps_per_epoch, loss,
-                                            (time.time() - started) / max(1, epoch_steps))
+                                elapsed = time.time() - started
+                                logger.info("epoch %d: batch %d/%d, loss %.3f, %.3f s/batch (%.0f%% waiting for data)",
+                                            self.epoch + 1, self.batch_in_epoch, self.steps_per_epoch, loss,
+                                            elapsed / max(1, epoch_steps), 100 * waited / max(elapsed, 1e-9))
                             if writer is not None:
                                 writer.add_scalar("train/loss", loss, self.step)
                                 writer.add_scalar("train/learning_rate", self.scheduler.get_last_lr()[0], self.step)
@@ -580,6 +583,7 @@ class Trainer:
                             break
                         if every and loss is not None and self.step % every == 0 and self.batch_in_epoch < self.steps_per_epoch:
                             self.save(LAST)
+                        mark = time.time()
                 finally:  # on an error too: the bar is cleared before the error is printed
                     bar.close()
                 if stopped and self.batch_in_epoch < self.steps_per_epoch:
@@ -599,9 +603,9 @@ class Trainer:
                 except Exception:
                     self.save(LAST)  # the epoch is trained: a failed validation must not lose it
                     raise
-                logger.info("epoch %d: train loss %s, val WER %s, CER %s, %.0f s", self.epoch,
+                logger.info("epoch %d: train loss %s, val WER %s, CER %s, %.0f s (%.0f s waiting for data)", self.epoch,
                             f"{total_loss / total_steps:.3f}" if total_steps else "n/a (no optimiser step)",
-                            _percent(last_wer), _percent(last_cer), time.time() - started)
+                            _percent(last_wer), _percent(last_cer), time.time() - started, waited)
                 if writer is not None and last_wer is not None:
                     writer.add_scalar("val/wer", last_wer, self.step)
                     writer.add_scalar("val/cer", last_cer, self.step)

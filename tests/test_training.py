@@ -1,6 +1,7 @@
 """Learning and resume tests on real synthesized speech."""
 
 import logging
+import re
 
 import pytest
 import torch
@@ -131,6 +132,13 @@ def test_background_runs_log_progress_lines(speech_corpus, tmp_path, caplog, mon
         training.train(config(speech_corpus, tmp_path, epochs=1))
     lines = [r.getMessage() for r in caplog.records if "batch " in r.getMessage()]
     assert lines and lines[0].startswith("epoch 1: batch 1/2, loss ")
+    # the time spent waiting for data is logged (a data-bound GPU run shows it): with the loading done in this
+    # process it is more than nothing and less than the whole
+    percents = [float(re.search(r"\(([\d.]+)% waiting for data\)", line).group(1)) for line in lines]
+    assert all(0 < p < 100 for p in percents), lines
+    epoch = next(r.getMessage() for r in caplog.records if "train loss" in r.getMessage())
+    total, waited = map(float, re.search(r", (\d+) s \((\d+) s waiting for data\)", epoch).groups())
+    assert 0 <= waited <= total, epoch
 
 
 def test_global_feature_statistics_are_measured_stored_and_used(speech_corpus, tmp_path):
