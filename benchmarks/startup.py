@@ -4,11 +4,18 @@ big imports cost alone.
 
 python benchmarks/startup.py [--onnx MODEL.onnx] [--audio FILE] [--repeats 5] [--decoders greedy beam]
 
-Without --onnx the bundled model is exported to a temporary folder first (needs torch and onnx). The runs are
-interleaved (torch, onnxruntime, torch, ...) after a warm-up run of each, so both backends see the same machine
-load and the same warm file cache; the table gives the
-median and the best run, and the CPU seconds (user + system, less sensitive to other load on the machine). Peak RSS is the child's ru_maxrss from wait4, the number `/usr/bin/time -v` prints
-as "Maximum resident set size".
+The onnxruntime runs are `transcribe.py FILE backend=onnxruntime` as a user types it: the bundled model's int8
+twin (pretrained/default.int8.onnx); --onnx times another exported file (export.py writes them). The torch runs
+load the bundled checkpoint. The runs are interleaved (torch, onnxruntime, torch, ...) after a warm-up run of
+each, so both backends see the same machine load and the same warm file cache; the table gives the median and
+the best run, and the CPU seconds (user + system, less sensitive to other load on the machine). Peak RSS is the
+child's ru_maxrss from wait4, the number `/usr/bin/time -v` prints as "Maximum resident set size".
+
+Python's compiled bytecode is cached as on an installed package (pip compiles it at install; a source tree
+writes __pycache__ on the first run): the children write theirs under a temporary PYTHONPYCACHEPREFIX during
+the warm-up, even where PYTHONDONTWRITEBYTECODE is set (--no-bytecode-cache keeps the environment as it is,
+and every run then compiles this project's modules again). The load average before and after is printed:
+other work on the machine slows every figure but the CPU seconds.
 """
 import argparse
 import os
@@ -23,13 +30,15 @@ from typing import Dict, List, Sequence, Tuple
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETRAINED = os.path.join(ROOT, "deepspeech_pytorch", "pretrained")
 DEFAULT_AUDIO = os.path.join(PRETRAINED, "samples", "sample4.wav")  # 5.2 s
-IMPORTS = ("hydra", "torch", "onnxruntime", "deepspeech_pytorch.inference")
+IMPORTS = ("numpy", "hydra", "torch", "onnxruntime", "deepspeech_pytorch.inference")
+ENVIRONMENT = dict(os.environ)  # the children's, see main()
 
 
 def run(command: Sequence[str]) -> Tuple[float, float, float]:
     """(wall seconds, peak RSS in MB, CPU seconds: user + system) of one process."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=ENVIRONMENT)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -39,18 +48,6 @@ def run(command: Sequence[str]) -> Tuple[float, float, float]:
     return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-def export_bundled(folder: str) -> str:
-    """The bundled model as ONNX in `folder`, with the bundled LM settings beside it."""
-    from deepspeech_pytorch.export import export_onnx
-    from deepspeech_pytorch.inference import load_model
-
-    path = os.path.join(folder, "default.onnx")
-    export_onnx(load_model(), path, [DEFAULT_AUDIO])
-    for name in ("default.lm.json", "default.lm.bin", "default.lexicon.txt"):
-        os.symlink(os.path.join(PRETRAINED, name), os.path.join(folder, name))
-    return path
-
-
 def import_costs(repeats: int) -> Dict[str, float]:
     """Seconds each import adds to a bare interpreter start (best of `repeats`)."""
     bare = min(run([sys.executable, "-c", "pass"])[0] for _ in range(repeats))
@@ -58,37 +55,49 @@ def import_costs(repeats: int) -> Dict[str, float]:
             for name in IMPORTS}
 
 
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--onnx", help="an exported model (.onnx); default: export the bundled model")
+    parser.add_argument("--onnx", help="an exported model (.onnx); default: the bundled int8 twin, as "
+                                       "backend=onnxruntime picks it")
     parser.add_argument("--checkpoint", default=os.path.join(PRETRAINED, "default.pt"))
     parser.add_argument("--audio", default=DEFAULT_AUDIO)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each first (page cache, .pyc files)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each first (page cache, bytecode)")
     parser.add_argument("--decoders", nargs="+", default=["greedy", "beam"], choices=["greedy", "beam"])
+    parser.add_argument("--no-bytecode-cache", action="store_true",
+                        help="leave PYTHONDONTWRITEBYTECODE and PYTHONPYCACHEPREFIX as they are")
     args = parser.parse_args()
-    folder = None
-    if args.onnx is None:
-        folder = tempfile.mkdtemp(prefix="startup-")
-        print("exporting the bundled model to ONNX ...", file=sys.stderr)
-        args.onnx = export_bundled(folder)
+    cache = None
+    if not args.no_bytecode_cache:
+        cache = tempfile.mkdtemp(prefix="startup-pycache-")
+        ENVIRONMENT.pop("PYTHONDONTWRITEBYTECODE", None)
+        ENVIRONMENT["PYTHONPYCACHEPREFIX"] = cache
+    onnx_model = [f"model_path={args.onnx}"] if args.onnx else []
+    models = {"torch": [f"model_path={args.checkpoint}"], "onnxruntime": onnx_model}
+    before = load()
     try:
-        models = {"torch": args.checkpoint, "onnxruntime": args.onnx}
         results: Dict[Tuple[str, str], List[Tuple[float, float, float]]] = {}
         for repeat in range(args.warmup + args.repeats):
             for decoder in args.decoders:
                 for backend, model in models.items():
-                    command = [sys.executable, os.path.join(ROOT, "transcribe.py"), f"model_path={model}",
-                               args.audio, f"decoder.type={decoder}", f"backend={backend}"]
+                    command = [sys.executable, os.path.join(ROOT, "transcribe.py"), *model, args.audio,
+                               f"decoder.type={decoder}", f"backend={backend}"]
                     figures = run(command)
                     if repeat >= args.warmup:
                         results.setdefault((backend, decoder), []).append(figures)
         costs = import_costs(args.repeats)
     finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+        if cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)
     print(f"transcribe.py on {os.path.basename(args.audio)}, {args.repeats} interleaved runs each, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs; {before} before, {load()} after")
+    print(f"onnxruntime model: {args.onnx or 'the bundled int8 twin (default.int8.onnx)'}; bytecode "
+          f"{'as the environment has it' if args.no_bytecode_cache else 'cached after the warm-up'}")
     print(f"{'backend':<12} | {'decoder':<7} | {'wall median s':>13} | {'wall best s':>11} | {'CPU median s':>12} | "
           f"{'peak RSS MB':>11}")
     for (backend, decoder), runs in results.items():

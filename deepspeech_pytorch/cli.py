@@ -121,7 +121,8 @@ def prepare_arguments(arguments: Sequence[str], schema: type, positional: Option
     Hydra's own options (--cfg job, --config-name an4, -m, ...) pass through unchanged.
     """
     settings = settings_of(schema)
-    options = _hydra_options()
+    # Hydra's options, read from Hydra only when an argument may be one (a plain command line never imports Hydra)
+    options = _hydra_options() if any(argument.startswith("-") for argument in arguments) else {}
     flags: List[str] = []  # Hydra's options, then the overrides: argparse reads overrides only when together
     prepared: List[str] = []
     loose: List[str] = []
@@ -215,20 +216,25 @@ def command_line(config_name: str, positional: Optional[str] = None) -> Iterator
         sys.argv[1:] = prepare_arguments(sys.argv[1:], schema, positional, script)
     except ConfigError as error:
         _fail(error)
-    from hydra.errors import HydraException
-
     if not debug:  # Hydra then raises its errors instead of printing them over several lines
         os.environ["HYDRA_FULL_ERROR"] = "1"
         _we_set_full_error = True
     _composing = True
     try:
         yield
-    except (HydraException, OmegaConfBaseException, ValueError) as error:  # ValueError: Hydra's option checks
-        if not _composing or debug:
+    except Exception as error:  # Hydra's errors, OmegaConf's, and ValueError: Hydra's option checks
+        if not (_is_hydra_error(error) or isinstance(error, (OmegaConfBaseException, ValueError))) \
+                or not _composing or debug:
             raise
         _fail(describe_hydra_error(error, schema, script))
     finally:
         _composing = False
+
+
+def _is_hydra_error(error: BaseException) -> bool:
+    """Whether `error` is one of Hydra's; never, when Hydra was not imported (quick_config composed the config)."""
+    errors = sys.modules.get("hydra.errors")
+    return errors is not None and isinstance(error, errors.HydraException)
 
 
 def _task_started() -> None:
@@ -571,21 +577,25 @@ _ENTRY_POINTS = {"train": (run_train, None), "eval": (run_eval, None), "transcri
 
 def _console(config_name: str) -> None:
     """Run one entry point as its root script does, with the configs Hydra finds in ./configs (experiment
-    files such as an4.yaml) when that folder exists, else the built-in ones only."""
-    import hydra
+    files such as an4.yaml) when that folder exists, else the built-in ones only. A plain command line of
+    deepspeech-transcribe is composed without importing Hydra (quick_config), as transcribe.py's is."""
+    from deepspeech_pytorch import quick_config
 
-    from deepspeech_pytorch.configs import register_configs
-
-    register_configs()
     runner, positional = _ENTRY_POINTS[config_name]
     config_dir = os.path.abspath("configs") if os.path.isdir("configs") else None
 
-    @hydra.main(version_base="1.3", config_path=config_dir, config_name=config_name)
     def main(config) -> None:
         runner(config)
 
     with command_line(config_name, positional=positional):
-        main()
+        if quick_config.run(main, SCHEMAS[config_name], config_name, config_dir):
+            return
+        import hydra
+
+        from deepspeech_pytorch.configs import register_configs
+
+        register_configs()
+        hydra.main(version_base="1.3", config_path=config_dir, config_name=config_name)(main)()
 
 
 def train_main() -> None:
