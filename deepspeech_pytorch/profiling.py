@@ -1,6 +1,13 @@
 """Where the time goes: parameters, MACs and FLOPs per second of audio for every layer of a model, the time
 of each stage of the transcription path (features, each layer, greedy and beam decoding) at a few batch
-sizes, and how close each layer comes to the CPU's own matmul FLOP/s measured in the same run.
+sizes, and how close each layer comes to the CPU's peak fp32 FLOP/s, measured in the same run (`peak_flops`).
+
+The peak is the fastest fp32 matrix product this PyTorch has: the BLAS behind `torch.mm` (MKL) and oneDNN's,
+which PyTorch's convolutions and mkldnn linear layers use. They can differ twofold: on AMD CPUs MKL runs its
+AVX2 code while oneDNN uses AVX-512, so a convolution ran at 137% of a peak measured with `torch.mm` alone.
+Each is measured with the profile's threads and on one thread; the peak is the larger of the first and
+threads x the second (what that many cores can do at most, so a neighbour's load during the measurement
+does not lower it). Every stage's achieved FLOP/s is then at most the peak (`fraction_of_matmul_peak` <= 1).
 
 Operations are counted by PyTorch's `torch.utils.flop_counter.FlopCounterMode`, never by hand. It counts
 matrix products and convolutions (one multiply-add = 2 FLOPs). On the CPU a GRU/LSTM/RNN runs as one
@@ -27,7 +34,9 @@ from deepspeech_pytorch.inference import LoadedModel
 
 logger = logging.getLogger(__name__)
 
-MATMUL_SIZE = 2048  # square fp32 matmul that measures the CPU's attainable FLOP/s
+NOT_COUNTED = "elementwise ops (gate nonlinearities, BatchNorm, masking, log-softmax), the features' FFT"
+MATMUL_SIZE = 2048  # square fp32 matmul that measures the CPU's attainable FLOP/s with the profile's threads
+SINGLE_THREAD_SIZE = 1024  # the same on one thread (large enough to reach a core's peak, short enough to repeat)
 
 
 def stages(model: nn.Module) -> List[Tuple[str, nn.Module]]:
@@ -52,16 +61,53 @@ def count_flops(model: nn.Module, features: Tensor, lengths: Tensor) -> Tuple[Di
     return per_stage, int(sum(counts.get("Global", {}).values()))
 
 
-def matmul_flops_per_second(size: int = MATMUL_SIZE, repeats: int = 10) -> float:
-    """The best FLOP/s of a (size x size) @ (size x size) fp32 matmul on the CPU, with the current threads."""
+def _gemm(kernel: str, size: int) -> Callable[[], Any]:
+    """One (size x size) @ (size x size) fp32 product by `kernel`: "blas" (torch.mm) or "onednn"."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - started)
-    return 2 * size ** 3 / best
+    if kernel == "blas":
+        return lambda: torch.mm(a, b)
+    a_mkldnn, b_mkldnn = a.to_mkldnn(), b.to_mkldnn()
+    return lambda: torch._C._nn.mkldnn_linear(a_mkldnn, b_mkldnn)  # a @ b.T, oneDNN's inner-product kernel
+
+
+def gemm_kernels() -> List[str]:
+    """The fp32 matrix-product kernels this PyTorch has on the CPU: always the BLAS, and oneDNN where built in."""
+    kernels = ["blas"]
+    if torch.backends.mkldnn.is_available():
+        try:
+            _gemm("onednn", 8)()
+            kernels.append("onednn")
+        except (RuntimeError, AttributeError):  # a build without the private entry point
+            pass
+    return kernels
+
+
+def matmul_flops_per_second(size: int = MATMUL_SIZE, repeats: int = 10, kernel: str = "blas") -> float:
+    """The best FLOP/s of a (size x size) @ (size x size) fp32 matmul on the CPU by `kernel` (blas, onednn),
+    with the current threads."""
+    product = _gemm(kernel, size)
+    return 2 * size ** 3 / _best_time(product, 1, repeats)
+
+
+def peak_flops(threads: int, repeats: int = 10) -> Dict[str, Any]:
+    """The CPU's peak fp32 FLOP/s for `threads` threads: {"flops_per_s", "kernel" (the fastest), "measured":
+    kernel -> {"threads": FLOP/s with `threads`, "one_thread": FLOP/s on one}}. The peak is the largest of each
+    kernel's `threads` figure and `threads` x its one-thread figure (the cores' ceiling: a measurement with all
+    threads is lowered by any other load on the machine, a stage's best run may not be)."""
+    previous = torch.get_num_threads()
+    measured: Dict[str, Dict[str, float]] = {}
+    try:
+        for kernel in gemm_kernels():
+            torch.set_num_threads(threads)
+            many = matmul_flops_per_second(MATMUL_SIZE, repeats, kernel)
+            torch.set_num_threads(1)
+            one = matmul_flops_per_second(SINGLE_THREAD_SIZE, 2 * repeats, kernel)
+            measured[kernel] = {"threads": many, "one_thread": one}
+    finally:
+        torch.set_num_threads(previous)
+    bounds = {kernel: max(m["threads"], threads * m["one_thread"]) for kernel, m in measured.items()}
+    best = max(bounds, key=bounds.get)
+    return {"flops_per_s": bounds[best], "kernel": best, "measured": measured}
 
 
 class _StageTimer:
@@ -121,8 +167,9 @@ def profile(loaded: LoadedModel, clips: Sequence[np.ndarray], seconds: float = 5
 
     Returns {"layers": one row per stage with parameters, MACs and FLOPs per second of audio; "timing": one
     row per batch size and stage with milliseconds per batch (best of `repeats`), share of the greedy path
-    (features + model + greedy decoding) and achieved GFLOP/s and fraction of the measured matmul FLOP/s;
-    "matmul_gflops", "threads", ...}. Beam search uses the model's
+    (features + model + greedy decoding) and achieved GFLOP/s and, on the CPU, its fraction of the peak;
+    "matmul_gflops" (the peak, `peak_flops`; None off the CPU), "matmul_kernel", "matmul_kernels_gflops",
+    "threads", ...}. Beam search uses the model's
     own language model when it ships one (else it is left out)."""
     model = loaded.model.eval()
     device = next(model.parameters()).device
@@ -146,9 +193,12 @@ def profile(loaded: LoadedModel, clips: Sequence[np.ndarray], seconds: float = 5
                    "parameters": sum(p.numel() for p in model.parameters()),
                    "macs_per_audio_s": round(total / 2 / seconds), "flops_per_audio_s": round(total / seconds)})
 
-    peak = matmul_flops_per_second()
+    threads = torch.get_num_threads()
+    on_cpu = device.type == "cpu"  # the peak is the CPU's: another device's stages get no fraction of it
+    peak_before = peak_flops(threads) if on_cpu else None
     timer = _StageTimer(named)
     timing = []
+    measured_rows = []  # (row, FLOPs, seconds): fractions are filled in once the peak is known
     try:
         for batch_size in batch_sizes:
             waveforms, lengths = _batch(clips, batch_size, samples)
@@ -184,21 +234,42 @@ def profile(loaded: LoadedModel, clips: Sequence[np.ndarray], seconds: float = 5
                        "share_of_greedy_path": round(elapsed / whole, 3) if name != "decoder beam+LM" else None}
                 if flops:
                     row["gflops_per_s"] = round(flops / elapsed / 1e9, 2)
-                    row["fraction_of_matmul_peak"] = round(flops / elapsed / peak, 3)
+                    measured_rows.append((row, flops, elapsed))
                 timing.append(row)
     finally:
         timer.remove()
+    if not on_cpu:
+        return {"model": loaded.name, "summary": model.describe().get("summary"), "device": str(device),
+                "threads": threads, "input_seconds": seconds, "matmul_gflops": None,
+                "not_counted": NOT_COUNTED, "layers": layers, "timing": timing}
+    peak_after = peak_flops(threads)  # twice, before and after: a disturbance in one window does not set the peak
+    found = max((peak_before, peak_after), key=lambda p: p["flops_per_s"])
+    peak = found["flops_per_s"]
+    for row, flops, elapsed in measured_rows:
+        row["fraction_of_matmul_peak"] = round(flops / elapsed / peak, 3)
+        if flops / elapsed > peak:
+            logger.warning("%s at batch %d ran at %.1f GFLOP/s, above the measured peak of %.1f: the peak "
+                           "measurement was disturbed (a loaded machine?); run the profile again",
+                           row["stage"], row["batch_size"], flops / elapsed / 1e9, peak / 1e9)
+    kernels = {kernel: {key: round(value / 1e9, 1) for key, value in figures.items()}
+               for kernel, figures in found["measured"].items()}
     return {"model": loaded.name, "summary": model.describe().get("summary"), "device": str(device),
-            "threads": torch.get_num_threads(), "input_seconds": seconds,
-            "matmul_gflops": round(peak / 1e9, 1), "matmul_size": MATMUL_SIZE,
-            "not_counted": "elementwise ops (gate nonlinearities, BatchNorm, masking, log-softmax), the features' FFT",
+            "threads": threads, "input_seconds": seconds,
+            "matmul_gflops": round(peak / 1e9, 1), "matmul_size": MATMUL_SIZE, "matmul_kernel": found["kernel"],
+            "matmul_kernels_gflops": kernels,
+            "not_counted": NOT_COUNTED,
             "layers": layers, "timing": timing}
 
 
 def format_profile(result: Dict[str, Any]) -> str:
     """The profile as two text tables (layers; time per stage)."""
-    lines = [f"{result['model']} ({result['summary']}), {result['threads']} threads, {result['device']}; "
-             f"measured fp32 matmul ({result['matmul_size']}^3): {result['matmul_gflops']} GFLOP/s",
+    head = f"{result['model']} ({result['summary']}), {result['threads']} threads, {result['device']}"
+    if result["matmul_gflops"] is not None:
+        measured = ", ".join(f"{kernel} {figures['threads']} ({figures['one_thread']} on one thread)"
+                             for kernel, figures in result["matmul_kernels_gflops"].items())
+        head += (f"; peak fp32 matmul: {result['matmul_gflops']} GFLOP/s ({result['matmul_kernel']}; measured "
+                 f"GFLOP/s: {measured})")
+    lines = [head,
              f"{'layer':<12} {'type':<18} {'params':>11} {'MMACs/audio s':>14} {'MFLOPs/audio s':>15}"]
     for row in result["layers"]:
         lines.append(f"{row['layer']:<12} {row['type']:<18} {row['parameters']:>11,} "

@@ -4,12 +4,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
+import torch
 
 from deepspeech_pytorch.audio import load_audio
 from deepspeech_pytorch.inference import PRETRAINED_DIR, load_model
-from deepspeech_pytorch.profiling import format_profile, profile
+from deepspeech_pytorch.profiling import format_profile, peak_flops, profile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(PRETRAINED_DIR, "samples", "sample2.wav")
@@ -52,6 +54,49 @@ def test_every_stage_is_timed_at_each_batch_size_against_the_measured_matmul_pea
         assert 0 < rows["rnns.0"]["fraction_of_matmul_peak"] and "fraction_of_matmul_peak" not in rows["features"]
     table = format_profile(figures)
     assert "rnns.3" in table and "decoder beam+LM" in table and "GFLOP/s" in table
+
+
+def test_no_stage_runs_above_the_peak(result):
+    """The invariant "% of peak" means: no layer beats the peak. It did (a convolution at 137%): the peak was
+    torch.mm's, MKL's AVX2 code on AMD CPUs, while convolutions run oneDNN's AVX-512 code at twice its rate."""
+    _, figures = result
+    rated = [row for row in figures["timing"] if "gflops_per_s" in row]
+    assert {row["stage"] for row in rated} >= {"conv", "rnns.0", "head", "model total"}
+    for row in rated:
+        assert 0 < row["fraction_of_matmul_peak"] <= 1.0, (row, figures["matmul_gflops"],
+                                                            figures["matmul_kernels_gflops"])
+        assert row["gflops_per_s"] <= figures["matmul_gflops"] * 1.001, row
+    kernels = figures["matmul_kernels_gflops"]
+    assert "blas" in kernels and (not torch.backends.mkldnn.is_available() or "onednn" in kernels)
+    for measured in kernels.values():  # the peak bounds every kernel, with all threads and per core
+        assert measured["threads"] <= figures["matmul_gflops"] + 0.1
+        assert measured["one_thread"] * figures["threads"] <= figures["matmul_gflops"] + 0.1
+    assert figures["matmul_kernel"] in kernels
+
+
+def test_the_peak_is_the_fastest_gemm_kernel_with_the_profiles_threads():
+    """peak_flops restores the thread count it changes, and its figure bounds oneDNN's convolution on one thread
+    (the kernel a DeepSpeech2 front end runs), measured here independently."""
+    threads = torch.get_num_threads()
+    peak = peak_flops(threads, repeats=3)
+    assert torch.get_num_threads() == threads
+    conv = torch.nn.Conv2d(16, 16, (21, 11), stride=(2, 1), padding=(10, 5)).eval()
+    x = torch.randn(4, 16, 32, 251)
+    flops = 2 * 4 * 16 * 16 * 251 * 21 * 11 * 16  # (batch, out, freq', time) x (in x kernel) multiply-adds
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            conv(x)
+            best = min(_timed(lambda: conv(x)) for _ in range(5))
+    finally:
+        torch.set_num_threads(threads)
+    assert flops / best <= peak["flops_per_s"], (flops / best / 1e9, peak)
+
+
+def _timed(function):
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
 
 
 def test_benchmark_script_profiles_the_bundled_model(tmp_path):
