@@ -214,3 +214,23 @@ def test_the_fast_path_imports_neither_hydra_nor_torch(tmp_path):
                     if line.startswith("import time:")}
         assert "onnxruntime" in imported
         assert not imported & {"hydra", "torch", "scipy", "pandas", "fastapi", "uvicorn", "starlette", "pydantic"}
+
+
+def test_the_console_script_takes_the_fast_path_too(tmp_path):
+    """deepspeech-transcribe (pip's console script) composes a plain line without Hydra; with a transcribe.yaml in
+    ./configs, which Hydra would read as the primary config, Hydra composes it and says what it says."""
+    import shutil
+
+    script = shutil.which("deepspeech-transcribe", path=os.path.dirname(sys.executable))
+    assert script is not None, "is the package installed (pip install -e .)?"
+    result = subprocess.run([sys.executable, "-X", "importtime", script, SAMPLE, "backend=onnxruntime"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["transcript"]
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "onnxruntime" in imported and "hydra" not in imported and "torch" not in imported
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "transcribe.yaml").write_text("batch_size: 0\n")
+    result = subprocess.run([script, SAMPLE, "backend=onnxruntime"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 1 and "validated against ConfigStore schema" in result.stderr, result.stderr
