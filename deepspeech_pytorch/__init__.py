@@ -15,13 +15,7 @@ are loaded on first use, so `import deepspeech_pytorch` itself imports neither t
 from __future__ import annotations
 
 import os
-from importlib import metadata
 from typing import Any, List
-
-try:
-    __version__ = metadata.version("deepspeech-pytorch")
-except metadata.PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0.0.0+unknown"
 
 _PRETRAINED = os.path.join(os.path.dirname(__file__), "pretrained")
 _LAZY = {"load_model": "deepspeech_pytorch.inference", "Transcriber": "deepspeech_pytorch.inference",
@@ -46,7 +40,19 @@ def transcribe(audio: Any, model: Any = None, decoder: str = "greedy", word_timi
     return Transcriber(loaded, decoder=decoder).transcribe(audio, word_timings=word_timings)
 
 
+def _version() -> str:
+    from importlib import metadata  # on first use: importing it costs 15-20 ms of every start-up
+
+    try:
+        return metadata.version("deepspeech-pytorch")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0.0.0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()["__version__"] = version = _version()
+        return version
     if name in _LAZY:
         import importlib
 

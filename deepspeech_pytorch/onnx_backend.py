@@ -84,6 +84,69 @@ def session_options(onnxruntime: Any, threads: Optional[int] = None) -> Any:
     return options
 
 
+def _varint(data: bytes, position: int) -> Tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+        shift += 7
+
+
+def _fields(data: bytes, start: int, end: int):
+    """(field number, wire type, value) of the protobuf message in data[start:end]: a varint's value, or the
+    (start, end) of a length-delimited field; fixed-size fields are skipped (value None)."""
+    position = start
+    while position < end:
+        key, position = _varint(data, position)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, position = _varint(data, position)
+        elif wire == 2:
+            size, position = _varint(data, position)
+            value, position = (position, position + size), position + size
+        elif wire in (1, 5):
+            value, position = None, position + (8 if wire == 1 else 4)
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield number, wire, value
+
+
+def initializer_elements(path: str) -> int:
+    """Elements in the initializers of the ONNX file at `path` (weights, biases, an int8 file's scales and zero
+    points), summed: its parameter count when the export's metadata has none. Reads the protobuf directly
+    (ModelProto.graph = 7, GraphProto.initializer = 5, TensorProto.dims = 1), so the onnx package is not needed.
+    Raises ModelFileError for a file that is not a readable ONNX protobuf."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    total = 0
+    try:
+        for number, wire, graph in _fields(data, 0, len(data)):
+            if number != 7 or wire != 2:
+                continue
+            for inner, inner_wire, tensor in _fields(data, *graph):
+                if inner != 5 or inner_wire != 2:
+                    continue
+                dims: list = []
+                for field, field_wire, value in _fields(data, *tensor):
+                    if field == 1 and field_wire == 0:
+                        dims.append(value)
+                    elif field == 1 and field_wire == 2:  # packed
+                        position, stop = value
+                        while position < stop:
+                            dim, position = _varint(data, position)
+                            dims.append(dim)
+                count = 1
+                for dim in dims:
+                    count *= dim
+                total += count
+    except (IndexError, ValueError) as error:
+        raise ModelFileError(f"{path}: cannot count its initializers ({error or 'truncated'})") from None
+    return total
+
+
 class OnnxAcousticModel:
     """An exported acoustic model in an ONNX Runtime session: numpy features in, numpy logits out.
 
@@ -100,17 +163,21 @@ class OnnxAcousticModel:
         except ValueError:
             raise ModelFileError(f"{path}: metadata time_stride={metadata['time_stride']!r} is not an integer") from None
         self.providers = session.get_providers()
+        self._parameters: Optional[int] = None  # describe(): the metadata's count, else the initializers'
         self._inputs = [entry.name for entry in session.get_inputs()]
         if tuple(self._inputs[:2]) != INPUT_NAMES:
             raise ModelFileError(f"{path}: expected inputs {', '.join(INPUT_NAMES)}, the graph has "
                                  f"{', '.join(self._inputs) or 'none'}")
 
     def describe(self) -> Dict[str, Any]:
-        """As `AcousticModel.describe()`, from the export's metadata (parameters when the export stored them)."""
-        parameters = self.metadata.get("parameters")
+        """As `AcousticModel.describe()`, from the export's metadata; parameters: the count the export stored, else
+        the elements of the graph's initializers (files exported before export.py stored it)."""
+        if self._parameters is None:
+            stored = self.metadata.get("parameters")
+            self._parameters = int(stored) if stored and stored.isdigit() else initializer_elements(self.path)
         return {"architecture": self.metadata.get("architecture", "unknown"),
                 "summary": self.metadata.get("summary", self.metadata.get("architecture", "unknown")),
-                "parameters": int(parameters) if parameters and parameters.isdigit() else None}
+                "parameters": self._parameters}
 
     def __call__(self, features: np.ndarray, lengths: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         logits, output_lengths = self.session.run(None, {"features": np.ascontiguousarray(features, dtype=np.float32),

@@ -241,3 +241,26 @@ def test_backend_onnxruntime_takes_a_bundled_models_exported_twin(exported, monk
     assert load_model(backend="onnxruntime").path == str(tmp_path / "default.onnx")
     assert load_model("default", backend="onnxruntime").backend == "onnxruntime"
     check_settings(ServerConfig(backend="onnxruntime"))
+
+
+def test_model_info_of_an_onnx_file_without_a_stored_count_counts_its_initializers():
+    """The bundled int8 twin was exported before export.py stored the parameter count: model info said
+    `parameters: null`. It is now the elements of the graph's initializers, as the onnx package counts them."""
+    import math
+    import onnx
+    from deepspeech_pytorch.inference import PRETRAINED_DIR, load_model
+    from deepspeech_pytorch.onnx_backend import initializer_elements
+
+    path = os.path.join(PRETRAINED_DIR, "default.int8.onnx")
+    expected = sum(math.prod(tensor.dims) for tensor in onnx.load(path).graph.initializer)
+    assert initializer_elements(path) == expected > 11_000_000
+    assert load_model(path).info["parameters"] == expected
+
+
+def test_counting_initializers_of_a_file_that_is_not_onnx_is_one_line(tmp_path):
+    from deepspeech_pytorch.onnx_backend import initializer_elements
+
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"\x3a\xff\xff\xff\x0f" + b"\x00" * 10)  # graph field claiming more bytes than the file has
+    with pytest.raises(ModelFileError, match="model.onnx: cannot count its initializers"):
+        initializer_elements(str(bad))
