@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Protocol, Sequence
 
@@ -205,10 +206,14 @@ def segments_of(text: str, words: Sequence[TimedWord], duration: float) -> List[
 
 # ---- files ---------------------------------------------------------------------------------------
 
+MAX_NAME_BYTES = 255  # a file name's limit on Linux file systems (NAME_MAX)
+
+
 def output_paths(inputs: Sequence[str], output_format: str, output_dir: str) -> List[str]:
     """`<output_dir>/<input's name without its extension>.<output_format>` for each input, checked before
     any work: ValueError naming the clash when two inputs would write the same file, when an output
-    would overwrite one of the inputs or is a folder, or when output_dir is a file."""
+    would overwrite one of the inputs or is a folder, when output_dir is a file, or when a name
+    is longer than a file name may be (255 bytes)."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"output_dir={output_dir} is a file, not a folder")
     inputs_at = {os.path.realpath(path): path for path in inputs}
@@ -217,6 +222,10 @@ def output_paths(inputs: Sequence[str], output_format: str, output_dir: str) -> 
     for source in inputs:
         stem = os.path.splitext(os.path.basename(os.path.normpath(source)))[0] or os.path.basename(source)
         path = os.path.join(output_dir, f"{stem}.{output_format}")
+        if len(os.fsencode(os.path.basename(path))) > MAX_NAME_BYTES:
+            raise ValueError(f"output_dir={output_dir}: the {output_format} of {source} would be named "
+                             f"{os.path.basename(path)[:40]}... ({len(os.fsencode(os.path.basename(path)))} bytes), "
+                             f"over the file system's {MAX_NAME_BYTES}; rename the input")
         real = os.path.realpath(path)
         if real in inputs_at:
             raise ValueError(f"output_dir={output_dir}: the {output_format} of {source} would overwrite the input "
@@ -235,9 +244,11 @@ def write_output(path: str, text: str) -> None:
     """Write `text` (UTF-8) to `path` atomically: a reader sees the old file or the whole new one."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.tmp"
+    # a short temporary name beside it: <path>.<pid>.tmp passed the 255-byte name limit for long valid names
+    # (opened with "x", not mkstemp: the file keeps the umask's mode, as a plain open would give it)
+    temporary = os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}.part")
     try:
-        with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+        with open(temporary, "x", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
         os.replace(temporary, path)
     finally:

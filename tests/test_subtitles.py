@@ -15,7 +15,8 @@ import pytest
 from deepspeech_pytorch.audio import load_audio, write_audio
 from deepspeech_pytorch.metrics import cer
 from deepspeech_pytorch.subtitles import (MAX_LINE_CHARS, Segment, format_segments, format_srt, format_text,
-                                          format_vtt, output_paths, segment_words, segments_of, timestamp, wrap_lines)
+                                          format_vtt, output_paths, segment_words, segments_of, timestamp, wrap_lines,
+                                          write_output)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(ROOT, "deepspeech_pytorch", "pretrained", "samples")
@@ -178,6 +179,20 @@ def test_output_paths_name_each_input_and_refuse_clashes(tmp_path):
     (out / "x.vtt").mkdir(parents=True)
     with pytest.raises(ValueError, match="is a folder"):
         output_paths(["x.wav"], "vtt", str(out))
+    with pytest.raises(ValueError, match=r"would be named x+\.\.\. \(256 bytes\), over the file system's 255"):
+        output_paths(["x" * 252], "vtt", str(out))  # no extension: the output's name grows by 4 bytes
+
+
+def test_write_output_takes_any_name_the_file_system_does_and_the_umask_mode(tmp_path):
+    """Its temporary file was <name>.<pid>.tmp, over the 255-byte limit for a long valid name (OSError
+    traceback); it is a short name beside it now, gone afterwards, and the file gets a plain open's mode."""
+    path = tmp_path / ("x" * 251 + ".srt")
+    write_output(str(path), "1\n")
+    write_output(str(path), "2\n")  # replaces
+    assert path.read_text() == "2\n" and os.listdir(tmp_path) == [path.name]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~umask
 
 
 # ---- the command line on real speech ----------------------------------------------------------------
