@@ -6,6 +6,9 @@
 #   bash tools/gpu_kit.sh run          there: unpack, synthesize, train against a deadline, choose, $OUT
 #   bash tools/gpu_kit.sh smoke        here: the whole kit on 20 clips a corpus, CPU, about 3 minutes
 #   bash tools/gpu_kit.sh throughput   here: utterances/s of one data worker with the kit's augmentation
+#   bash tools/gpu_kit.sh hold         here, before packing: the large tracked files out of the index and the
+#                                      folder into $HELD (the tracked tree is over the 64 MiB a call carries)
+#   bash tools/gpu_kit.sh release      here, after the call: them back, staged as they were
 #
 # Settings come from the environment (defaults below). The run keeps to BUDGET_SECONDS from its start:
 # synthesis is sized from the planned training steps, training gets what is left (max_minutes), and the
@@ -251,10 +254,52 @@ throughput() {  # one data worker here, the kit's augmentation, on the corpus na
     augment.perturb.speed_enabled=true augment.perturb.gain_enabled=true $(augment_settings "$work")
 }
 
+# The large tracked files that need not travel: the bundled model, its int8 twin, its LM and the lineage's weights
+HELD_FILES="deepspeech_pytorch/pretrained/default.pt deepspeech_pytorch/pretrained/default.int8.onnx
+  deepspeech_pytorch/pretrained/default.lm.bin lineage/ds2_cpu_wide.pt"
+HELD=${HELD:-/work/scratch/held}
+
+hold() {  # out of git's index and out of the folder, so they travel neither way the device tool counts
+  if [ -n "$(ls -A "$HELD" 2>/dev/null)" ]; then
+    echo "error: $HELD is not empty (an earlier hold not released?): run 'release' or look at what is there" >&2; exit 1
+  fi
+  local f
+  for f in $HELD_FILES; do
+    git ls-files --error-unmatch "$f" >/dev/null 2>&1 && [ -f "$f" ] || { echo "error: $f is not a tracked file here" >&2; exit 1; }
+  done
+  for f in $HELD_FILES; do
+    mkdir -p "$HELD/$(dirname "$f")"
+    git rm -q --cached "$f" && mv "$f" "$HELD/$f"
+  done
+  local tree
+  tree=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -n 1 | cut -f 1)
+  echo "held in $HELD: $HELD_FILES" | tr -s ' \n' ' '; echo
+  echo "the tracked tree is now $(( tree / 1048576 )) MiB; commit only with named paths until 'release'"
+}
+
+release() {  # back where they were, staged again; git status then shows nothing of them
+  local f
+  for f in $HELD_FILES; do
+    if [ -f "$HELD/$f" ]; then
+      mkdir -p "$(dirname "$f")" && mv "$HELD/$f" "$f" && git add "$f"
+    fi
+  done
+  find "$HELD" -type d -empty -delete 2>/dev/null || true
+  # shellcheck disable=SC2086
+  if [ -n "$(git status --porcelain -- $HELD_FILES)" ]; then
+    echo "error: not all of them are back as committed:" >&2
+    # shellcheck disable=SC2086
+    git status --short -- $HELD_FILES >&2; exit 1
+  fi
+  echo "released: the large files are back"
+}
+
 case "$MODE" in
   run) run ;;
   pack) shift; pack "$@" ;;
   smoke) smoke ;;
   throughput) throughput ;;
-  *) echo "usage: bash tools/gpu_kit.sh run|pack [FOLDER]|smoke|throughput" >&2; exit 2 ;;
+  hold) hold ;;
+  release) release ;;
+  *) echo "usage: bash tools/gpu_kit.sh run|pack [FOLDER]|smoke|throughput|hold|release" >&2; exit 2 ;;
 esac
