@@ -1,6 +1,9 @@
 """benchmark.py mode=profile: FLOPs per layer from PyTorch's flop counter, time per stage, the matmul peak."""
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -78,3 +81,16 @@ def test_peak_flops_restores_the_thread_count_and_names_its_kernel():
     peak = peak_flops(threads, repeats=1)
     assert torch.get_num_threads() == threads
     assert peak["kernel"] in peak["measured"] and peak["flops_per_s"] > 0
+
+
+def test_benchmark_script_profiles_the_bundled_model(tmp_path):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmark.py"), "mode=profile", "seconds=1",
+                           "profile_batch_sizes=[1]", "repeats=1", "warmup=0", f"profile_audio=[{SAMPLE}]"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["model"] == "ds2-cpu-synthetic-en" and figures["layers"][-1]["layer"] == "total"
+    assert "MFLOPs/audio s" in done.stdout
+    wrong = subprocess.run([sys.executable, os.path.join(ROOT, "benchmark.py"), "mode=profil"], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert wrong.returncode != 0 and wrong.stderr.startswith("error: mode='profil'")
