@@ -491,7 +491,10 @@ def export_all(loaded: LoadedModel, output_dir: str, check_paths: Sequence[str],
         raise ExportError("no audio to check the export with: give at least one file")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ExportError(f"output_dir={output_dir} is a file, not a folder")
-    os.makedirs(output_dir, exist_ok=True)
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as error:
+        raise ExportError(f"output_dir={output_dir}: cannot create it ({error.strerror or error})") from None
     results = {}
     lm_files = copy_language_model(loaded, output_dir)
     if lm_files:
