@@ -27,6 +27,7 @@ from deepspeech_pytorch.configs import (CHUNK_SECONDS, RULE, SCHEMAS, BenchmarkC
                                         ExportConfig, NoiseInjectConfig, Paths, ServerConfig, Text, TrainConfig,
                                         TranscribeConfig, first_line, model_presets, settings_of, unknown_setting,
                                         validate)
+from deepspeech_pytorch.extras import MissingExtraError, ensure, missing_message, missing_module
 
 logger = logging.getLogger("deepspeech_pytorch")
 
@@ -138,7 +139,7 @@ def prepare_arguments(arguments: Sequence[str], schema: type, positional: Option
             continue
         option = options.get(argument.split("=", 1)[0]) if argument.startswith("-") and not options_done else None
         if option is None and argument.startswith("-") and not options_done and not os.path.exists(argument):
-            raise ConfigError(f"unknown option {argument!r} (python {script} --help lists the settings)")
+            raise ConfigError(f"unknown option {argument!r} ({_run(script)} --help lists the settings)")
         if option is not None:
             flags.append(argument)
             takes_value = option.nargs is None or (option.nargs == "?" and index < len(arguments)
@@ -162,7 +163,7 @@ def prepare_arguments(arguments: Sequence[str], schema: type, positional: Option
                 or (equals and not _known(bare_key, settings) and positional and os.path.exists(argument)):
             if positional is None:
                 raise ConfigError(f"{argument!r} is not a setting: settings are key=value "
-                                  f"(python {script} --help lists them)")
+                                  f"({_run(script)} --help lists them)")
             if not loose:
                 loose_at = len(prepared)
             loose.append(argument)
@@ -181,14 +182,27 @@ def prepare_arguments(arguments: Sequence[str], schema: type, positional: Option
     return flags + prepared
 
 
+def _run(script: str) -> str:
+    """How the user runs `script`: `python train.py`, or a console script by its name."""
+    return f"python {script}" if script.endswith(".py") else script
+
+
 def describe_hydra_error(error: BaseException, schema: type, script: str) -> str:
     """One line for an error Hydra raises while composing the config (before the script runs)."""
     from hydra.errors import MissingConfigException, OverrideParseException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+    helps = f"({_run(script)} --help lists the settings)"
     cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else None
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and cause.full_key:
-        return f"{unknown_setting(cause.full_key, schema)} (python {script} --help lists the settings)"
+        return f"{unknown_setting(cause.full_key, schema)} {helps}"
+    group = re.match(r"Could not override '([^']+)'\. No match in the defaults list", str(error))
+    if group:  # a config group of another script (model=, preset=): Hydra's hint (+model=) leads nowhere here
+        return f"{unknown_setting(group.group(1), schema)} {helps}"
+    if cause is not None and cause.full_key and "is not a ListConfig, list or tuple" in str(cause):
+        given = [a.split("=", 1)[1] for a in sys.argv[1:] if a.split("=", 1)[0].lstrip("+") == cause.full_key]
+        value = given[-1] if given else "..."
+        return f"{cause.full_key}={value} is one value where a list goes: write {cause.full_key}=[{value}]"
     if cause is not None and cause.full_key:
         return f"{cause.full_key}: {first_line(cause)}"
     if isinstance(error, MissingConfigException):  # its later lines list Hydra's search path
@@ -246,6 +260,19 @@ def _task_started() -> None:
         _we_set_full_error = False
 
 
+def _script() -> str:
+    """The command being run, as the user typed it: train.py, deepspeech-train, ..."""
+    return os.path.basename(sys.argv[0])
+
+
+def _needs(*modules: str) -> None:
+    """The optional modules (extras.OPTIONAL_MODULES) a command needs, checked before it starts: MissingExtraError
+    `<script> needs PyTorch, which is not installed here: pip install ...` for the first one missing. Imports
+    nothing: a mistyped setting is still answered before torch loads."""
+    for module in modules:
+        ensure(module, _script())
+
+
 def reports_user_errors(function: Callable) -> Callable:
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
@@ -256,6 +283,15 @@ def reports_user_errors(function: Callable) -> Callable:
             if os.environ.get("DEEPSPEECH_DEBUG"):
                 raise
             _fail(error)
+        except MissingExtraError as error:  # an extra this install lacks (torch, server, lm): what needs it, and pip
+            if os.environ.get("DEEPSPEECH_DEBUG"):
+                raise
+            _fail(error)
+        except ModuleNotFoundError as error:  # backstop: an optional module a code path imported without require()
+            module = missing_module(error)
+            if module is None or os.environ.get("DEEPSPEECH_DEBUG"):
+                raise
+            _fail(missing_message(module, _script()))
 
     return wrapper
 
@@ -302,6 +338,7 @@ def file_name(text: str) -> str:
 
 @reports_user_errors
 def run_train(config: DictConfig) -> Any:
+    _needs("torch")
     validate(config, TrainConfig)
     from deepspeech_pytorch.training import model_config_for, train
 
@@ -347,6 +384,7 @@ def _outputs_apart(config: DictConfig, outputs: Sequence[str], inputs: Sequence[
 
 @reports_user_errors
 def run_eval(config: DictConfig) -> Any:
+    _needs("torch")  # the manifest's dataset and loader run on torch, whatever the backend
     validate(config, EvalConfig)
     _outputs_apart(config, outputs=("report_path", "save_outputs"), inputs=("model_path", "test_manifest"))
     from deepspeech_pytorch.evaluation import evaluate_manifest
@@ -481,6 +519,7 @@ def run_transcribe(config: DictConfig) -> int:
 @reports_user_errors
 def run_benchmark(config: DictConfig) -> Any:
     """speed: one JSON object; throughput: a table on stdout, then its rows as JSON."""
+    _needs("torch")
     c = validate(config, BenchmarkConfig)
     _needs_checkpoint(c.model_path, "benchmark.py")
     from deepspeech_pytorch.benchmarking import benchmark, format_table, throughput
@@ -526,6 +565,7 @@ def run_serve(config: DictConfig) -> None:
     """Check the settings, load the model (a bad model path stops here, before the port opens), then serve
     until interrupted."""
     validate(config, ServerConfig)
+    _needs("fastapi", "uvicorn")
     from deepspeech_pytorch.inference import load_model
     from deepspeech_pytorch.serving.app import LOG_LEVELS, run_server, server_settings
     from deepspeech_pytorch.serving.service import check_settings
@@ -555,6 +595,7 @@ def _needs_checkpoint(model_path: Optional[str], script: str) -> None:
 @reports_user_errors
 def run_export(config: DictConfig) -> Any:
     """Export the model in each format, check each against the model on the check audio, print a JSON summary."""
+    _needs("torch")
     validate(config, ExportConfig)
     from deepspeech_pytorch.export import export_all
     from deepspeech_pytorch.inference import PRETRAINED_DIR, load_model

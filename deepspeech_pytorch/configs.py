@@ -115,6 +115,10 @@ class Device(Rule):
             raise ConfigError(f"{key}={_show(value)}: choose from auto, cpu, cuda, cuda:N (N: a GPU number)")
         if not str(value).startswith("cuda"):
             return
+        from deepspeech_pytorch.extras import available
+
+        if not available("torch"):  # ONNX Runtime's CUDA provider may run it; the backend checks (torch: its extra)
+            return
         import torch
 
         if not torch.cuda.is_available():
@@ -185,6 +189,10 @@ def checked_list(factory: Callable[[], list], rule: Rule) -> Any:
 def _uses_cuda(device: str) -> bool:
     """Whether a (valid) device setting runs on a GPU."""
     if device == "auto":
+        from deepspeech_pytorch.extras import available
+
+        if not available("torch"):  # no torch, no torch CUDA (the command then says it needs PyTorch)
+            return False
         import torch
 
         return torch.cuda.is_available()
@@ -703,12 +711,31 @@ def _unknown_keys(values: Dict[str, Any], schema: type, prefix: str = "") -> Ite
                 yield from _unknown_keys(value, nested[0], f"{prefix}{key}.")
 
 
+def _deleted_keys(config: Any, schema: type, prefix: str = "") -> Iterator[str]:
+    """Settings of `schema` missing from a config composed from it (Hydra's ~key deletes them; the task then
+    fails on the first use): a composed config has every one."""
+    hints = typing.get_type_hints(schema)
+    present = set(config.keys())  # not `in config`: a setting left ??? (not given yet) is not "in" a DictConfig
+    for item in dataclasses.fields(schema):
+        if item.name not in present:
+            yield prefix + item.name
+            continue
+        value = config._get_node(item.name)
+        nested = [kind for kind in (hints[item.name], *typing.get_args(hints[item.name])) if dataclasses.is_dataclass(kind)]
+        if nested and OmegaConf.is_dict(value):
+            yield from _deleted_keys(value, nested[0], f"{prefix}{item.name}.")
+
+
 def validate(config: Any, schema: type) -> Any:
     """Check every setting of `config` (a DictConfig from Hydra, a plain dict, or a `schema` instance)
     against its rules, before anything is loaded. Returns the config as a `schema` instance; raises
     ConfigError naming the first wrong setting."""
     if isinstance(config, schema):
         config = OmegaConf.structured(config)
+    if OmegaConf.is_dict(config) and OmegaConf.get_type(config) is schema:  # composed from the schema
+        deleted = list(_deleted_keys(config, schema))
+        if deleted:
+            raise ConfigError(f"{deleted[0]}: settings cannot be deleted (~{deleted[0]}); set the value you want instead")
     try:
         unknown = list(_unknown_keys(OmegaConf.to_container(OmegaConf.create(config), resolve=False), schema))
         if unknown:

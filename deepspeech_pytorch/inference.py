@@ -25,6 +25,7 @@ from deepspeech_pytorch.audio import AudioSource, to_waveform
 from deepspeech_pytorch.configs import BACKENDS, CHUNK_SECONDS, DecoderConfig, FeatureConfig, LanguageModelConfig
 from deepspeech_pytorch.decoders import (Hypothesis, ModelLanguageModel, WordTiming, as_lengths, as_numpy,
                                          build_decoder, move_word_times)
+from deepspeech_pytorch.extras import available, require
 from deepspeech_pytorch.labels import Alphabet
 from deepspeech_pytorch.numpy_features import seconds_per_frame
 from deepspeech_pytorch.onnx_backend import ModelFileError, is_onnx
@@ -43,8 +44,9 @@ ENERGY_FRAME_SECONDS = 0.01
 
 
 def resolve_device(device: Union[str, "torch.device", None] = "auto") -> "torch.device":
-    """The torch device a setting names: auto is CUDA when available, else the CPU."""
-    import torch
+    """The torch device a setting names: auto is CUDA when available, else the CPU. MissingExtraError
+    without PyTorch."""
+    torch = require("torch", f"device={device}")
 
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -192,6 +194,16 @@ def resolve_model_path(path: Optional[str], backend: str = "auto") -> str:
     return path
 
 
+def _check_checkpoint_path(path: str) -> None:
+    """Without torch, the checks checkpoint.py makes of the path (ModelFileError: missing, a folder)."""
+    if os.path.isdir(path):
+        inside = sorted(name for name in os.listdir(path) if name.endswith((".pt", ".pth", ".ckpt", ".onnx")))
+        hint = f"; it holds {', '.join(inside[:5])}" if inside else ""
+        raise ModelFileError(f"{path}: is a folder, not a model file; give the model file in it{hint}")
+    if not os.path.exists(path):
+        raise ModelFileError(f"{path}: checkpoint not found")
+
+
 def load_model(path: Optional[str] = None, device: Union[str, "torch.device"] = "cpu",
                backend: str = "auto") -> LoadedModel:
     """Load a model for inference on `device`: `path` is a checkpoint (.pt, run by torch), a model exported by
@@ -204,6 +216,10 @@ def load_model(path: Optional[str] = None, device: Union[str, "torch.device"] = 
 
         model, alphabet, features, name = load_onnx(path, None if device is None else str(device))
         return LoadedModel(model, alphabet, features, name, path, *read_lm_settings(path), backend="onnxruntime")
+    if not available("torch"):  # say what is wrong with the path first, then that the checkpoint needs torch
+        _check_checkpoint_path(path)
+        require("torch", "backend=torch" if backend == "torch" else f"model_path={path} (not .onnx: a PyTorch checkpoint)",
+                "or run an exported model (.onnx, export.py writes one) with backend=onnxruntime")
     from deepspeech_pytorch.checkpoint import build_model, load_checkpoint
 
     state = load_checkpoint(path)

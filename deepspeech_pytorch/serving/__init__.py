@@ -11,6 +11,9 @@
     streaming.py GET /ws/transcribe (websocket, Vosk's message shapes) and the page at /; static/index.html
 """
 
-from deepspeech_pytorch.serving.app import create_app, run_server
+from deepspeech_pytorch.extras import ensure
+
+ensure("fastapi", "deepspeech_pytorch.serving (the HTTP server)")  # one clear ImportError without the server extra
+from deepspeech_pytorch.serving.app import create_app, run_server  # noqa: E402
 
 __all__ = ["create_app", "run_server"]
