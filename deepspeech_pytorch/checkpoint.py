@@ -64,9 +64,10 @@ def _first_line(error: BaseException) -> str:
 def _check_file(path: str) -> bytes:
     """The first bytes of `path`, or CheckpointError saying why it is not a checkpoint file at all."""
     if os.path.isdir(path):
-        inside = sorted(name for name in os.listdir(path) if name.endswith((".pt", ".pth", ".ckpt")))
+        inside = sorted(name for name in os.listdir(path)  # what load_model takes: not TorchScript exports
+                        if name.endswith((".pt", ".pth", ".ckpt", ".onnx")) and not name.endswith(".ts.pt"))
         hint = f"; it holds {', '.join(inside[:5])}" if inside else ""
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file; give the .pt file in it{hint}")
+        raise CheckpointError(f"{path}: is a folder, not a model file; give the model file in it{hint}")
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: checkpoint not found")
     if not os.path.isfile(path):
@@ -110,6 +111,25 @@ def _foreign_file(head: bytes, path: str) -> Optional[str]:
     return None
 
 
+TORCHSCRIPT = ("a TorchScript archive (torch.jit.save, e.g. export.py's .ts.pt), not a checkpoint: it runs outside "
+               "this library with torch.jit.load (README: Export); give the checkpoint it was exported from, or its .onnx")
+
+
+def _is_torchscript(names: Sequence[str]) -> bool:
+    return any(name.endswith("/constants.pkl") or "/code/" in name for name in names)
+
+
+def _torchscript_archive(path: str, head: bytes) -> bool:
+    """Whether `path` is a TorchScript zip (told before torch.load, which warns over two lines about it)."""
+    if head[:4] != b"PK\x03\x04":
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _is_torchscript(archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False  # torch.load then says what is wrong with it
+
+
 def _diagnose(path: str, head: bytes, error: BaseException) -> str:
     """One line saying why torch.load(weights_only=True) refused `path`, and what to do about it."""
     if head[:4] == b"PK\x03\x04":
@@ -118,9 +138,8 @@ def _diagnose(path: str, head: bytes, error: BaseException) -> str:
                 names = archive.namelist()
         except (zipfile.BadZipFile, OSError):
             return f"{path}: truncated or corrupt (an incomplete zip archive): an interrupted download or copy?"
-        if any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
-            return (f"{path}: a TorchScript archive (torch.jit.save), not a checkpoint; give the checkpoint the "
-                    "model was scripted from")
+        if _is_torchscript(names):
+            return f"{path}: {TORCHSCRIPT}"
     if isinstance(error, EOFError) or "truncated" in str(error) or "unexpected EOF" in str(error):
         return f"{path}: truncated or corrupt (the data ends early): an interrupted download or copy?"
     if isinstance(error, pickle.UnpicklingError) and "GLOBAL" in str(error):
@@ -136,6 +155,8 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> Dict
     (a whole pickled model, a plain state_dict, a PyTorch Lightning checkpoint), how to convert it."""
     path = os.fspath(path)
     head = _check_file(path)
+    if _torchscript_archive(path, head):
+        raise CheckpointError(f"{path}: {TORCHSCRIPT}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError,

@@ -366,9 +366,24 @@ def test_truncated_empty_and_wrong_files_say_what_they_are(tmp_path):
         with pytest.raises(CheckpointError) as caught:
             load_checkpoint(str(tmp_path / name))
         assert str(caught.value).startswith(f"{tmp_path / name}: ") and words in _one_line_without_ansi(caught.value)
-    with pytest.raises(CheckpointError, match=r"is a folder, not a checkpoint file; give the .pt file in it; it holds "
-                                              r"cut.pt, empty.pt, lfs.pt, m.pt, page.pt"):
+    (tmp_path / "m.ts.pt").write_bytes(b"")  # TorchScript exports are not listed: they would be refused next
+    (tmp_path / "m.int8.onnx").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"is a folder, not a model file; give the model file in it; it holds "
+                                              r"cut.pt, empty.pt, lfs.pt, m.int8.onnx, m.pt$"):
         load_checkpoint(str(tmp_path))
+
+
+def test_a_torchscript_export_is_told_apart_before_torch_load_warns(tmp_path, capfd):
+    """torch.load printed two lines of UserWarning about a TorchScript zip before our one-line error."""
+    traced = torch.jit.trace(torch.nn.Linear(3, 2).eval(), torch.zeros(1, 3))
+    path = str(tmp_path / "model.ts.pt")
+    torch.jit.save(traced, path)
+    capfd.readouterr()
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: a TorchScript archive") and "torch.jit.load" in message and "\n" not in message
+    assert "UserWarning" not in capfd.readouterr().err
 
 
 def test_cli_reports_a_pickled_model_in_one_line(tmp_path):
