@@ -206,3 +206,13 @@ def test_a_broken_torch_is_not_reported_as_missing(tmp_path):
     result = run(str(tmp_path), SAMPLE, "backend=torch", script="transcribe.py")
     assert result.returncode != 0 and "a_module_torch_lost_xyz" in result.stderr, result.stderr
     assert "deepspeech-pytorch[torch]" not in result.stderr, result.stderr
+
+
+def test_backstop_names_the_script_when_a_module_imports_torch_unchecked(no_torch, tmp_path):
+    """noise_inject.py has no check of its own: its augment module imports torch, and the CLI boundary turns that
+    ModuleNotFoundError (of a known optional module) into the same one line."""
+    out = tmp_path / "noisy.wav"
+    line = one_line_error(run(no_torch, f"input_path={SAMPLE}", f"noise_path={os.path.join(SAMPLES, 'sample2.wav')}",
+                              f"output_path={out}", script="noise_inject.py"))
+    assert line == f"error: noise_inject.py needs PyTorch, which is not installed here: {TORCH_HINT}", line
+    assert not out.exists()
