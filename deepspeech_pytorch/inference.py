@@ -197,7 +197,8 @@ def resolve_model_path(path: Optional[str], backend: str = "auto") -> str:
 def _check_checkpoint_path(path: str) -> None:
     """Without torch, the checks checkpoint.py makes of the path (ModelFileError: missing, a folder)."""
     if os.path.isdir(path):
-        inside = sorted(name for name in os.listdir(path) if name.endswith((".pt", ".pth", ".ckpt", ".onnx")))
+        inside = sorted(name for name in os.listdir(path)  # as checkpoint._check_file: what load_model takes
+                        if name.endswith((".pt", ".pth", ".ckpt", ".onnx")) and not name.endswith(".ts.pt"))
         hint = f"; it holds {', '.join(inside[:5])}" if inside else ""
         raise ModelFileError(f"{path}: is a folder, not a model file; give the model file in it{hint}")
     if not os.path.exists(path):

@@ -92,8 +92,9 @@ def test_a_missing_model_says_missing_before_torch(no_torch, tmp_path):
 
 def test_a_folder_as_model_says_folder_before_torch(no_torch, tmp_path):
     (tmp_path / "best.pt").write_bytes(b"x")
+    (tmp_path / "best.ts.pt").write_bytes(b"x")  # a TorchScript export: load_model does not take it
     line = one_line_error(run(no_torch, SAMPLE, f"model_path={tmp_path}", script="transcribe.py"))
-    assert "is a folder" in line and "best.pt" in line and "PyTorch" not in line, line
+    assert "is a folder" in line and "best.pt" in line and "ts.pt" not in line and "PyTorch" not in line, line
 
 
 def test_onnxruntime_still_transcribes_without_torch(no_torch):
