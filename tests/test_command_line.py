@@ -239,6 +239,14 @@ def test_device_needs_cuda_there():
     ("transcribe.py", [], ["audio_path is not set"]),
     ("transcribe.py", ["a.wav", "audio_path=b.wav"], ["not both"]),
     ("transcribe.py", ["audio_path=a.wav", "--verbose"], ["unknown option '--verbose'"]),
+    # a deleted section failed in the task with a traceback (the newcomer review of 2026-11-30)
+    ("transcribe.py", ["audio_path=a.wav", "~decoder"], ["decoder: settings cannot be deleted (~decoder)"]),
+    ("train.py", ["data.train_manifest=t.jsonl", "~optim"], ["optim: settings cannot be deleted (~optim)"]),
+    ("transcribe.py", ["a.wav", "~vad"], ["vad: settings cannot be deleted (~vad)"]),  # ran with the default before
+    # another script's config group: Hydra's hint (+model=...) led to a second error
+    ("transcribe.py", ["a.wav", "model=x.onnx"], ["unknown setting 'model'; did you mean model_path?"]),
+    ("export.py", ["formats=onnx"], ["formats=onnx is one value where a list goes: write formats=[onnx]"]),
+    ("export.py", ["output_dir=/proc/x", "formats=[onnx]"], ["output_dir=/proc/x: cannot create it"]),
     ("train.py", ["manifest.jsonl"], ["'manifest.jsonl' is not a setting"]),
     ("train.py", ["data.train_manifest=t.jsonl", "optim.schedule=cosine"], ["optim.schedule='cosine'"]),
     ("train.py", ["--config-name", "an4", "epochs=-3"], ["epochs=-3 must be at least 1"]),
