@@ -571,6 +571,9 @@ class BenchmarkConfig:
                               f"throughput mode measures presets")
         if self.model_path is not None and self.bundled:
             raise ConfigError(f"give {name('model_path')} or {name('bundled')}=true, not both")
+        if self.mode == "profile" and self.preset != BenchmarkConfig.preset:  # it profiled the bundled model instead
+            raise ConfigError(f"{name('preset')}={self.preset} is for {name('mode')}=speed or throughput (random "
+                              f"weights); {name('mode')}=profile measures {name('model_path')}= or the bundled model")
         if self.find_largest_batch and self.mode != "throughput":
             raise ConfigError(f"{name('find_largest_batch')}=true is for {name('mode')}=throughput")
         if self.find_largest_batch and not _uses_cuda(self.device):

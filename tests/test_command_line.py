@@ -263,6 +263,7 @@ def test_device_needs_cuda_there():
     ("data/noise.py", ["--output-dir", "o", "--clip-seconds", "nan"], ["argument --clip-seconds: nan is not a finite"]),
     ("test.py", ["test_manifest=t.jsonl", "num_workers=-1"], ["num_workers=-1"]),
     ("benchmark.py", ["mode=throughput", "precisions=[fp64]"], ["precisions[0]='fp64'"]),
+    ("benchmark.py", ["mode=profile", "preset=ds2_tiny"], ["preset=ds2_tiny is for mode=speed or throughput"]),
     ("server.py", ["port=70000"], ["port=70000"]),
     ("noise_inject.py", ["input_path=a.wav", "noise_path=b.wav", "output_path=c.wav", "snr_db=nan"], ["snr_db=nan"]),
     ("search_lm_params.py", ["--outputs", "o.pt", "--beam-size", "0"], ["--beam-size: 0 is not at least 1"]),
