@@ -64,10 +64,9 @@ def _first_line(error: BaseException) -> str:
 def _check_file(path: str) -> bytes:
     """The first bytes of `path`, or CheckpointError saying why it is not a checkpoint file at all."""
     if os.path.isdir(path):
-        inside = sorted(name for name in os.listdir(path)  # what load_model takes: not TorchScript exports
-                        if name.endswith((".pt", ".pth", ".ckpt", ".onnx")) and not name.endswith(".ts.pt"))
-        hint = f"; it holds {', '.join(inside[:5])}" if inside else ""
-        raise CheckpointError(f"{path}: is a folder, not a model file; give the model file in it{hint}")
+        from deepspeech_pytorch.onnx_backend import folder_hint
+
+        raise CheckpointError(f"{path}: is a folder, not a model file; give the model file in it{folder_hint(path)}")
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: checkpoint not found")
     if not os.path.isfile(path):

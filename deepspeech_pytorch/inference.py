@@ -28,7 +28,7 @@ from deepspeech_pytorch.decoders import (Hypothesis, ModelLanguageModel, WordTim
 from deepspeech_pytorch.extras import available, require
 from deepspeech_pytorch.labels import Alphabet
 from deepspeech_pytorch.numpy_features import seconds_per_frame
-from deepspeech_pytorch.onnx_backend import ModelFileError, is_onnx
+from deepspeech_pytorch.onnx_backend import ModelFileError, folder_hint, is_onnx
 from deepspeech_pytorch.vad import VadConfig, speech_segments
 
 if TYPE_CHECKING:  # torch is imported where the torch backend runs, never on the onnxruntime path
@@ -197,10 +197,7 @@ def resolve_model_path(path: Optional[str], backend: str = "auto") -> str:
 def _check_checkpoint_path(path: str) -> None:
     """Without torch, the checks checkpoint.py makes of the path (ModelFileError: missing, a folder)."""
     if os.path.isdir(path):
-        inside = sorted(name for name in os.listdir(path)  # as checkpoint._check_file: what load_model takes
-                        if name.endswith((".pt", ".pth", ".ckpt", ".onnx")) and not name.endswith(".ts.pt"))
-        hint = f"; it holds {', '.join(inside[:5])}" if inside else ""
-        raise ModelFileError(f"{path}: is a folder, not a model file; give the model file in it{hint}")
+        raise ModelFileError(f"{path}: is a folder, not a model file; give the model file in it{folder_hint(path)}")
     if not os.path.exists(path):
         raise ModelFileError(f"{path}: checkpoint not found")
 

@@ -42,6 +42,14 @@ def is_onnx(path: Optional[str]) -> bool:
     return path is not None and str(path).lower().endswith(ONNX_SUFFIX)
 
 
+def folder_hint(folder: str) -> str:
+    """`; it holds a.pt, b.onnx` for a model path that is a folder: the files in it that load_model takes
+    (checkpoints and ONNX files; not TorchScript exports, which it refuses), or "" when there is none."""
+    inside = sorted(name for name in os.listdir(folder)
+                    if name.endswith((".pt", ".pth", ".ckpt", ONNX_SUFFIX)) and not name.endswith(".ts.pt"))
+    return f"; it holds {', '.join(inside[:5])}" if inside else ""
+
+
 def _providers(onnxruntime: Any, device: Optional[str], path: str) -> list:
     """ONNX Runtime execution providers for a device setting: auto takes CUDA when this onnxruntime has it."""
     device = "auto" if device is None else str(device)
