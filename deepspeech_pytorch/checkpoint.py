@@ -56,6 +56,20 @@ def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
         raise
 
 
+def check_output_folder(folder: str, setting: str, error_type: type = ValueError) -> None:
+    """Create `folder` (a setting's value: checkpoint.directory, export's output_dir) before any work, so a run
+    cannot end unable to save. Raises `error_type` (a ValueError) naming the setting when it is a file or cannot
+    be created or written."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise error_type(f"{setting}={folder} is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise error_type(f"{setting}={folder}: cannot create it ({error.strerror or error})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise error_type(f"{setting}={folder}: the folder is not writable")
+
+
 def _first_line(error: BaseException) -> str:
     text = _ANSI.sub("", str(error)).strip()
     return text.splitlines()[0].rstrip(" .") if text else type(error).__name__

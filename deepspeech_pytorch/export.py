@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from deepspeech_pytorch.audio import load_audio
+from deepspeech_pytorch.checkpoint import check_output_folder
 from deepspeech_pytorch.decoders import GreedyDecoder
 from deepspeech_pytorch.features import FeatureExtractor, seconds_per_frame
 from deepspeech_pytorch.inference import LoadedModel
@@ -489,12 +490,7 @@ def export_all(loaded: LoadedModel, output_dir: str, check_paths: Sequence[str],
         raise ExportError(f"formats={unknown}: choose from {', '.join(writers)}")
     if not check_paths:
         raise ExportError("no audio to check the export with: give at least one file")
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ExportError(f"output_dir={output_dir} is a file, not a folder")
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except OSError as error:
-        raise ExportError(f"output_dir={output_dir}: cannot create it ({error.strerror or error})") from None
+    check_output_folder(output_dir, "output_dir", ExportError)
     results = {}
     lm_files = copy_language_model(loaded, output_dir)
     if lm_files:

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from deepspeech_pytorch.audio import AudioError, load_audio
 from deepspeech_pytorch.augment import build_augmenters
-from deepspeech_pytorch.checkpoint import (CheckpointError, build_model, load_checkpoint, model_state,
-                                           restore_rng_state, rng_state, save_checkpoint)
+from deepspeech_pytorch.checkpoint import (CheckpointError, build_model, check_output_folder, load_checkpoint,
+                                           model_state, restore_rng_state, rng_state, save_checkpoint)
 from deepspeech_pytorch.configs import DEFAULT_MODEL, AugmentConfig, FeatureConfig, TrainConfig
 from deepspeech_pytorch.datasets import (Batch, BucketingBatchSampler, LoadFailure, ManifestError, SpeechDataset,
                                          collate, filter_by_duration, read_manifest, too_short_reason)
@@ -80,19 +80,6 @@ def model_config_for(config: TrainConfig) -> AcousticModelConfig:
     if isinstance(model, str):
         return preset(model)
     return model_config(model)
-
-
-def check_output_folder(folder: str, setting: str) -> None:
-    """Create `folder` (a setting's value) now, so a training run cannot end an epoch unable to save it.
-    Raises ValueError naming the setting when it is a file or cannot be written."""
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ValueError(f"{setting}={folder} is a file, not a folder")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"{setting}={folder}: cannot create the folder ({error.strerror})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{setting}={folder}: the folder is not writable")
 
 
 def alphabet_for(config: TrainConfig) -> Alphabet:
