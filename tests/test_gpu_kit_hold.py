@@ -9,7 +9,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LARGE = ["deepspeech_pytorch/pretrained/default.pt", "deepspeech_pytorch/pretrained/default.int8.onnx",
-         "deepspeech_pytorch/pretrained/default.lm.bin", "lineage/ds2_cpu_wide.pt"]
+         "deepspeech_pytorch/pretrained/default.lm.bin"]
 
 
 def git(repo, *args):

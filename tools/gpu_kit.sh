@@ -254,9 +254,9 @@ throughput() {  # one data worker here, the kit's augmentation, on the corpus na
     augment.perturb.speed_enabled=true augment.perturb.gain_enabled=true $(augment_settings "$work")
 }
 
-# The large tracked files that need not travel: the bundled model, its int8 twin, its LM and the lineage's weights
+# The large tracked files that need not travel: the bundled model, its int8 twin and its LM
 HELD_FILES="deepspeech_pytorch/pretrained/default.pt deepspeech_pytorch/pretrained/default.int8.onnx
-  deepspeech_pytorch/pretrained/default.lm.bin lineage/ds2_cpu_wide.pt"
+  deepspeech_pytorch/pretrained/default.lm.bin"
 HELD=${HELD:-/work/scratch/held}
 
 hold() {  # out of git's index and out of the folder, so they travel neither way the device tool counts
