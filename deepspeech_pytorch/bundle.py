@@ -41,12 +41,23 @@ def inference_state(state: Dict[str, Any], name: str, half: bool = True, **metad
 def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", lm_path: Optional[str] = None,
                  lexicon_path: Optional[str] = None, alpha: Optional[float] = None, beta: Optional[float] = None,
                  samples: Sequence[Sample] = (), half: bool = True, metadata: Optional[Dict[str, Any]] = None,
-                 model_name: Optional[str] = None, beam_size: Optional[int] = None) -> Dict[str, Any]:
+                 model_name: Optional[str] = None, beam_size: Optional[int] = None,
+                 lm_of: Optional[str] = None) -> Dict[str, Any]:
     """Write `<output_dir>/<name>.pt` (+ `.lm.json`, `.lm.bin`, `.lexicon.txt` with an LM), `labels.json`,
     `config.yaml` (the training config stored in the checkpoint) and `samples/` (audio + samples.jsonl).
     `model_name` (default: `name`) is what the model reports itself as; `beam_size`, the beam alpha/beta
     were tuned with, becomes beam search's default for this model. Returns the files written
-    and their total size."""
+    and their total size.
+
+    A second model beside another in the same folder (e.g. the streaming model beside the default): `lm_of`
+    names the model whose LM and lexicon (already in the folder) it shares, with its own alpha/beta; its
+    training config goes to `<name>.config.yaml` and the folder's `labels.json` (which must agree) and
+    samples are left as they are. Raises ValueError for settings that do not go together."""
+    if lm_of is not None:
+        if lm_path is not None or lexicon_path is not None or samples:
+            raise ValueError(f"a model sharing {lm_of}'s LM ships no LM, lexicon or samples of its own")
+        return _bundle_beside(checkpoint_path, output_dir, name, lm_of, alpha, beta, half, metadata, model_name,
+                              beam_size)
     if lm_path is not None and (alpha is None or beta is None):
         raise ValueError("a bundled LM needs its tuned alpha and beta")
     if beam_size is not None:
@@ -106,6 +117,48 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
                 manifest.write(json.dumps({"audio_filepath": file_name, "text": sample.text}) + "\n")
                 written.append(os.path.join(sample_dir, file_name))
         written.append(os.path.join(sample_dir, "samples.jsonl"))
+    total = sum(os.path.getsize(path) for path in written)
+    return {"files": written, "bytes": total, "megabytes": round(total / 2**20, 2)}
+
+
+def _bundle_beside(checkpoint_path: str, output_dir: str, name: str, lm_of: str, alpha: Optional[float],
+                   beta: Optional[float], half: bool, metadata: Optional[Dict[str, Any]], model_name: Optional[str],
+                   beam_size: Optional[int]) -> Dict[str, Any]:
+    """bundle_model's `lm_of` form: `<name>.pt`, `<name>.lm.json` naming `<lm_of>`'s LM files, `<name>.config.yaml`."""
+    if name == lm_of:
+        raise ValueError(f"lm_of={lm_of!r} must name another model in the folder than {name!r}")
+    if alpha is None or beta is None:
+        raise ValueError(f"a model sharing {lm_of}'s LM needs its own tuned alpha and beta")
+    shared = os.path.join(output_dir, lm_of + LM_SETTINGS_SUFFIX)
+    if not os.path.isfile(shared):
+        raise ValueError(f"{shared}: no such file; bundle {lm_of} with its LM first")
+    with open(shared, encoding="utf-8") as handle:
+        lm_settings = json.load(handle)
+    if beam_size is None:
+        beam_size = lm_settings.get("beam_size")
+    state = load_checkpoint(checkpoint_path)
+    labels_path = os.path.join(output_dir, "labels.json")
+    if os.path.isfile(labels_path):
+        with open(labels_path, encoding="utf-8") as handle:
+            if json.load(handle) != list(state["labels"]):
+                raise ValueError(f"{checkpoint_path}: its labels differ from {labels_path}; bundle it in its own folder")
+    model_path = os.path.join(output_dir, f"{name}.pt")
+    settings_path = os.path.join(output_dir, name + LM_SETTINGS_SUFFIX)
+    settings: Dict[str, Any] = {"path": lm_settings["path"], "alpha": float(alpha), "beta": float(beta)}
+    if lm_settings.get("lexicon_path"):
+        settings["lexicon_path"] = lm_settings["lexicon_path"]
+    if beam_size is not None:
+        settings["beam_size"] = check_beam_size(beam_size)
+    save_checkpoint(model_path, inference_state(state, model_name or name, half, **(metadata or {})))
+    with open(settings_path, "w", encoding="utf-8") as handle:
+        json.dump(settings, handle, indent=2)
+    written = [model_path, settings_path]
+    Transcriber(load_model(model_path), decoder="beam")  # loads, and its LM works with it
+    if state.get("config"):
+        config_path = os.path.join(output_dir, f"{name}.config.yaml")
+        with open(config_path, "w", encoding="utf-8") as handle:
+            handle.write(OmegaConf.to_yaml(OmegaConf.create(state["config"])))
+        written.append(config_path)
     total = sum(os.path.getsize(path) for path in written)
     return {"files": written, "bytes": total, "megabytes": round(total / 2**20, 2)}
 

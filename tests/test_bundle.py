@@ -163,6 +163,30 @@ def test_bundling_again_leaves_nothing_of_the_previous_bundle(training_checkpoin
     assert sorted(os.listdir(tmp_path)) == ["config.yaml", "labels.json", "m.pt"]
 
 
+def test_a_second_model_shares_the_first_ones_lm_and_leaves_its_files_alone(training_checkpoint, word_lm,
+                                                                            speech_corpus, tmp_path):
+    sample = [Sample(e.audio_path, e.text) for e in read_manifest(speech_corpus)[:1]]
+    bundle_model(training_checkpoint, str(tmp_path), "main", word_lm.binary, word_lm.lexicon, 1.0, 1.0, sample,
+                 beam_size=9)
+    before = {name: open(tmp_path / name, "rb").read() for name in ("config.yaml", "labels.json", "main.lm.json")}
+    result = bundle_model(training_checkpoint, str(tmp_path), "second", alpha=0.4, beta=2.0, lm_of="main")
+    assert sorted(os.path.basename(path) for path in result["files"]) == ["second.config.yaml", "second.lm.json",
+                                                                          "second.pt"]
+    assert {name: open(tmp_path / name, "rb").read() for name in before} == before
+    assert os.listdir(tmp_path / "samples") and not any(n.startswith("second.lm.") and n != "second.lm.json"
+                                                        for n in os.listdir(tmp_path))
+    second = load_model(str(tmp_path / "second.pt"))
+    assert second.language_model.path == str(tmp_path / "main.lm.bin")
+    assert (second.language_model.alpha, second.language_model.beta, second.lm_beam_size) == (0.4, 2.0, 9)
+    with pytest.raises(ValueError, match="ships no LM"):
+        bundle_model(training_checkpoint, str(tmp_path), "third", word_lm.binary, alpha=1, beta=1, lm_of="main")
+    with pytest.raises(ValueError, match="no such file"):
+        bundle_model(training_checkpoint, str(tmp_path), "third", alpha=1, beta=1, lm_of="absent")
+    with pytest.raises(ValueError, match="its own tuned alpha and beta"):
+        bundle_model(training_checkpoint, str(tmp_path), "third", lm_of="main")
+    assert not (tmp_path / "third.pt").exists()
+
+
 def test_benchmark_measures_a_checkpoint_with_its_own_features(bundle):
     folder, _ = bundle
     result = benchmark(model_path=os.path.join(folder, "small.pt"), batch_size=1, seconds=1.0, warmup=0, repeats=1)
