@@ -583,7 +583,9 @@ class BenchmarkConfig:
 @dataclass
 class StreamingConfig:
     """Limits and endpointing of the websocket stream (GET /ws/transcribe)."""
-    model_path: Optional[str] = checked(None, Path())  # null: the server's model
+    # null: the bundled streaming model (pretrained/stream.pt) when the server runs the bundled default on torch,
+    # else the server's model; or a checkpoint, or a bundled model's name ("default" streams with the default)
+    model_path: Optional[str] = checked(None, Path())
     max_streams: int = checked(16, AtLeast(1))  # concurrent streams; more are refused with a close code
     max_stream_seconds: float = checked(3600.0, Positive())  # audio per stream
     idle_timeout_seconds: float = checked(15.0, Positive())  # no message this long: the stream is closed

@@ -526,3 +526,30 @@ def test_stream_py_streams_raw_pcm_from_standard_input(server, offline):
     assert done.returncode == 0, done.stderr
     messages = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert " ".join(m["text"] for m in finals_of(messages) if m["text"]) == offline["greedy", sample(4)].text
+
+
+def test_streams_default_to_the_bundled_streaming_model_only_beside_the_bundled_default(monkeypatch, tmp_path):
+    """streaming.model_path unset: the bundled streaming model when the server runs the bundled default on torch
+    (and the installation has one); the server's own model otherwise; a set streaming.model_path always wins."""
+    from types import SimpleNamespace
+
+    from deepspeech_pytorch import inference
+    from deepspeech_pytorch.configs import ServerConfig
+    from deepspeech_pytorch.serving.streaming import StreamingEndpoint
+
+    twin = tmp_path / "stream.pt"
+    twin.write_bytes(b"x")
+    monkeypatch.setattr(inference, "bundled_streaming_model_path", lambda: str(twin))
+    bundled = SimpleNamespace(backend="torch", path=default_model_path())
+    assert StreamingEndpoint(ServerConfig()).stream_model_path(bundled) == str(twin)
+    onnx = SimpleNamespace(backend="onnxruntime", path="/pkg/pretrained/default.int8.onnx")
+    assert StreamingEndpoint(ServerConfig()).stream_model_path(onnx) is None
+    named = ServerConfig(model_path=str(tmp_path / "mine.pt"))
+    assert StreamingEndpoint(named).stream_model_path(SimpleNamespace(backend="torch", path=named.model_path)) is None
+    chosen = ServerConfig()
+    chosen.streaming.model_path = str(twin)
+    assert StreamingEndpoint(chosen).stream_model_path(bundled) == str(twin)
+    chosen.streaming.model_path = "default"  # a bundled model's name
+    assert StreamingEndpoint(chosen).stream_model_path(bundled) == "default"
+    monkeypatch.setattr(inference, "bundled_streaming_model_path", lambda: None)  # an installation without one
+    assert StreamingEndpoint(ServerConfig()).stream_model_path(bundled) is None

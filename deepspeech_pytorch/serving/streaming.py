@@ -279,8 +279,11 @@ class StreamingEndpoint:
             value = getattr(self.limits, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"streaming.{name}={value} must be a positive number")
-        if self.limits.model_path is not None and not os.path.isfile(self.limits.model_path):
-            raise ValueError(f"streaming.model_path={self.limits.model_path}: no such file")
+        if self.limits.model_path is not None:
+            from deepspeech_pytorch.inference import resolve_model_path
+
+            if not os.path.isfile(resolve_model_path(self.limits.model_path)):
+                raise ValueError(f"streaming.model_path={self.limits.model_path}: no such file")
         self.factory: Optional[Callable[..., Any]] = None  # StreamingTranscriber, imported at start-up
         self.metrics = StreamMetrics()
         self.loaded: Any = None
@@ -291,14 +294,28 @@ class StreamingEndpoint:
 
     # -- life cycle --
 
-    async def start(self, loaded: Any, decoders: Dict[str, DecoderConfig]) -> None:
-        """Serve streams with `loaded` (the server's model) or, when streaming.model_path is set, that model;
-        `decoders`: name -> config, those the server offers."""
+    def stream_model_path(self, loaded: Any) -> Optional[str]:
+        """The model streams use, when not the server's own `loaded`: streaming.model_path (a file or a bundled
+        model's name) when set; else the bundled streaming model when the server runs the bundled default on
+        torch (a streaming model runs incrementally: partials come sooner and cost less than re-transcribing)."""
         if self.limits.model_path is not None:
+            return self.limits.model_path
+        from deepspeech_pytorch.inference import bundled_streaming_model_path, default_model_path
+
+        if self.settings.model_path is None and getattr(loaded, "backend", "torch") == "torch" \
+                and getattr(loaded, "path", None) == default_model_path():
+            return bundled_streaming_model_path()
+        return None
+
+    async def start(self, loaded: Any, decoders: Dict[str, DecoderConfig]) -> None:
+        """Serve streams with `loaded` (the server's model) or the model `stream_model_path` names;
+        `decoders`: name -> config, those the server offers."""
+        path = self.stream_model_path(loaded)
+        if path is not None:
             from deepspeech_pytorch.inference import load_model
 
-            loaded = await asyncio.to_thread(load_model, self.limits.model_path, self.settings.device)
-            logger.info("streams use %s (streaming.model_path)", self.limits.model_path)
+            loaded = await asyncio.to_thread(load_model, path, self.settings.device)
+            logger.info("streams use %s%s", path, " (streaming.model_path)" if self.limits.model_path else "")
         from deepspeech_pytorch.streaming import StreamingTranscriber
 
         self.factory = StreamingTranscriber
