@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from omegaconf import OmegaConf
 
-from deepspeech_pytorch.checkpoint import (INFERENCE_KEYS, CheckpointError, build_model, load_checkpoint,
-                                           save_checkpoint)
+from deepspeech_pytorch.checkpoint import (INFERENCE_KEYS, WEIGHT_SCALES, CheckpointError, build_model,
+                                           load_checkpoint, quantize_weights, save_checkpoint)
 from deepspeech_pytorch.inference import LM_SETTINGS_SUFFIX, Transcriber, check_beam_size, load_model
 
 
@@ -27,27 +27,34 @@ class Sample:
     text: str
 
 
-def inference_state(state: Dict[str, Any], name: str, half: bool = True, **metadata: Any) -> Dict[str, Any]:
-    """What inference needs from a training checkpoint (no optimizer, scheduler or RNG state)."""
+def inference_state(state: Dict[str, Any], name: str, half: bool = True, int8: bool = False,
+                    **metadata: Any) -> Dict[str, Any]:
+    """What inference needs from a training checkpoint (no optimizer, scheduler or RNG state). half: floating
+    weights in fp16; int8: weight matrices and kernels as int8 with per-row scales (`quantize_weights`, about a
+    quarter of fp32; loaded back to fp32), the rest (biases, BatchNorm) in fp16."""
     missing = [key for key in INFERENCE_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"checkpoint lacks {missing}")
-    weights = {key: (value.half() if half and value.is_floating_point() else value).clone()
-               for key, value in state["model_state"].items()}
+    weights = dict(state["model_state"])
+    scales: Dict[str, Any] = {}
+    if int8:
+        weights, scales = quantize_weights(weights)
+    weights = {key: (value.half() if (half or int8) and value.is_floating_point() else value).clone()
+               for key, value in weights.items()}
     kept = {key: state[key] for key in INFERENCE_KEYS if key != "model_state"}
-    return {"model_state": weights, **kept, "name": name, **metadata}
+    return {"model_state": weights, **({WEIGHT_SCALES: scales} if scales else {}), **kept, "name": name, **metadata}
 
 
 def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", lm_path: Optional[str] = None,
                  lexicon_path: Optional[str] = None, alpha: Optional[float] = None, beta: Optional[float] = None,
                  samples: Sequence[Sample] = (), half: bool = True, metadata: Optional[Dict[str, Any]] = None,
                  model_name: Optional[str] = None, beam_size: Optional[int] = None,
-                 lm_of: Optional[str] = None) -> Dict[str, Any]:
+                 lm_of: Optional[str] = None, int8: bool = False) -> Dict[str, Any]:
     """Write `<output_dir>/<name>.pt` (+ `.lm.json`, `.lm.bin`, `.lexicon.txt` with an LM), `labels.json`,
     `config.yaml` (the training config stored in the checkpoint) and `samples/` (audio + samples.jsonl).
     `model_name` (default: `name`) is what the model reports itself as; `beam_size`, the beam alpha/beta
     were tuned with, becomes beam search's default for this model. Returns the files written
-    and their total size.
+    and their total size. int8: weight matrices stored as int8 with per-row scales (`inference_state`).
 
     A second model beside another in the same folder (e.g. the streaming model beside the default): `lm_of`
     names the model whose LM and lexicon (already in the folder) it shares, with its own alpha/beta; its
@@ -57,7 +64,7 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
         if lm_path is not None or lexicon_path is not None or samples:
             raise ValueError(f"a model sharing {lm_of}'s LM ships no LM, lexicon or samples of its own")
         return _bundle_beside(checkpoint_path, output_dir, name, lm_of, alpha, beta, half, metadata, model_name,
-                              beam_size)
+                              beam_size, int8)
     if lm_path is not None and (alpha is None or beta is None):
         raise ValueError("a bundled LM needs its tuned alpha and beta")
     if beam_size is not None:
@@ -71,7 +78,7 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
     _remove_previous_bundle(output_dir, name)
     written: List[str] = []
     model_path = os.path.join(output_dir, f"{name}.pt")
-    save_checkpoint(model_path, inference_state(state, model_name or name, half, **(metadata or {})))
+    save_checkpoint(model_path, inference_state(state, model_name or name, half, int8, **(metadata or {})))
     written.append(model_path)
 
     if lm_path is not None:
@@ -123,7 +130,7 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
 
 def _bundle_beside(checkpoint_path: str, output_dir: str, name: str, lm_of: str, alpha: Optional[float],
                    beta: Optional[float], half: bool, metadata: Optional[Dict[str, Any]], model_name: Optional[str],
-                   beam_size: Optional[int]) -> Dict[str, Any]:
+                   beam_size: Optional[int], int8: bool) -> Dict[str, Any]:
     """bundle_model's `lm_of` form: `<name>.pt`, `<name>.lm.json` naming `<lm_of>`'s LM files, `<name>.config.yaml`."""
     if name == lm_of:
         raise ValueError(f"lm_of={lm_of!r} must name another model in the folder than {name!r}")
@@ -149,7 +156,7 @@ def _bundle_beside(checkpoint_path: str, output_dir: str, name: str, lm_of: str,
         settings["lexicon_path"] = lm_settings["lexicon_path"]
     if beam_size is not None:
         settings["beam_size"] = check_beam_size(beam_size)
-    save_checkpoint(model_path, inference_state(state, model_name or name, half, **(metadata or {})))
+    save_checkpoint(model_path, inference_state(state, model_name or name, half, int8, **(metadata or {})))
     with open(settings_path, "w", encoding="utf-8") as handle:
         json.dump(settings, handle, indent=2)
     written = [model_path, settings_path]

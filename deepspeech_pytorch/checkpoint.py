@@ -25,8 +25,12 @@ from deepspeech_pytorch.models import ARCHITECTURES, AcousticModel, AcousticMode
 from deepspeech_pytorch.models import build_model as build_acoustic_model
 
 # 1: DeepSpeech2 only, no architecture key, one bidirectional RNN module per layer (still loads unchanged);
-# 2: model_config names its architecture (the registry in deepspeech_pytorch.models builds it).
-FORMAT_VERSION = 2
+# 2: model_config names its architecture (the registry in deepspeech_pytorch.models builds it);
+# 3: weight matrices may be stored as int8 with per-row scales (`weight_scales`); only such files are written
+#    as 3 (older versions refuse them by number rather than load integers as weights), all others as 2.
+FORMAT_VERSION = 3
+PLAIN_FORMAT_VERSION = 2
+WEIGHT_SCALES = "weight_scales"  # int8-stored weight name -> fp32 scales of shape (rows,)
 # What describes the model beside its weights; with "model_state", all that inference needs.
 MODEL_DESCRIPTION_KEYS = ("model_config", "feature_config", "labels")
 INFERENCE_KEYS = ("model_state", *MODEL_DESCRIPTION_KEYS)
@@ -48,7 +52,8 @@ def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
     handle, temporary = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
     os.close(handle)
     try:
-        torch.save({"format_version": FORMAT_VERSION, **state}, temporary)
+        version = FORMAT_VERSION if WEIGHT_SCALES in state else PLAIN_FORMAT_VERSION
+        torch.save({"format_version": version, **state}, temporary)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -175,8 +180,52 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> Dict
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError,
             IndexError, KeyError, ImportError) as error:
         raise CheckpointError(_diagnose(path, head, error)) from None
+    state = dequantize_weights(state, path)
     check_checkpoint(state, path)
     return state
+
+
+def quantize_weights(weights: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    """Weight matrices and kernels (floating tensors of 2 or more dimensions) -> int8 with one symmetric scale per
+    output row (dim 0): w ~ q * scale, |q| <= 127, an error of at most scale / 2 per weight. Returns the weights
+    (others unchanged) and name -> scales (rows,) in fp32, for a checkpoint's `model_state` and `weight_scales`."""
+    stored, scales = {}, {}
+    for name, value in weights.items():
+        if not value.is_floating_point() or value.dim() < 2:
+            stored[name] = value
+            continue
+        rows = value.detach().float().reshape(value.shape[0], -1)
+        scale = (rows.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+        stored[name] = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(value.shape)
+        scales[name] = scale
+    return stored, scales
+
+
+def dequantize_weights(state: Any, path: str = "checkpoint") -> Any:
+    """A checkpoint whose `weight_scales` name int8-stored weights -> the same with those weights in fp32 (and no
+    `weight_scales`); any other state is returned as it is. CheckpointError when scales and weights disagree."""
+    if not isinstance(state, dict) or not isinstance(state.get("model_state"), dict):
+        return state
+    weights, scales = state["model_state"], state.get(WEIGHT_SCALES)
+    if scales is None:
+        stray = [name for name, value in weights.items() if isinstance(value, torch.Tensor) and value.dtype == torch.int8]
+        if stray:
+            raise CheckpointError(f"{path}: int8 weights without their scales ({WEIGHT_SCALES}): {_few(stray)}")
+        return state
+    if not isinstance(scales, dict):
+        raise CheckpointError(f"{path}: {WEIGHT_SCALES} must be a dict of weight name -> scales, not {_kind(scales)}")
+    restored = dict(weights)
+    for name, scale in scales.items():
+        value = weights.get(name)
+        if not isinstance(value, torch.Tensor) or value.dtype != torch.int8:
+            raise CheckpointError(f"{path}: {WEIGHT_SCALES} names {name!r}, which is not an int8 weight")
+        if not isinstance(scale, torch.Tensor) or scale.shape != (value.shape[0],) or not torch.isfinite(scale).all():
+            raise CheckpointError(f"{path}: the scales of {name!r} must be {value.shape[0]} finite numbers, one per row")
+        restored[name] = value.float() * scale.float().reshape(-1, *([1] * (value.dim() - 1)))
+    stray = [name for name, value in restored.items() if isinstance(value, torch.Tensor) and value.dtype == torch.int8]
+    if stray:
+        raise CheckpointError(f"{path}: int8 weights without their scales ({WEIGHT_SCALES}): {_few(stray)}")
+    return {**{key: value for key, value in state.items() if key != WEIGHT_SCALES}, "model_state": restored}
 
 
 # ---- what a checkpoint must hold -------------------------------------------------------------------

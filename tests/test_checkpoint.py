@@ -441,3 +441,53 @@ def test_converter_faults_are_one_line_and_lose_nothing(tmp_path):
     assert not (tmp_path / "o.pt").exists() and os.listdir(tmp_path / "folder") == []
     assert (tmp_path / "future.pt").read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["cut.pt", "empty.pt", "folder", "future.pt", "m.pt"]  # no temporary left
+
+
+# ---- int8-stored weights (format 3) ----------------------------------------------------------------------
+
+def test_int8_storage_loads_back_close_to_the_weights_at_about_a_quarter_of_fp32(tmp_path):
+    from deepspeech_pytorch.bundle import inference_state
+
+    model = tiny_checkpoint(tmp_path / "m.pt", batches=2)
+    state = load_checkpoint(str(tmp_path / "m.pt"))
+    save_checkpoint(str(tmp_path / "q.pt"), inference_state(state, "q", int8=True))
+    save_checkpoint(str(tmp_path / "f.pt"), inference_state(state, "f", half=False))
+    stored = torch.load(str(tmp_path / "q.pt"), weights_only=True)
+    assert stored["format_version"] == 3
+    assert stored["model_state"]["rnns.0.rnn.weight_ih_l0"].dtype == torch.int8
+    assert stored["model_state"]["rnns.1.batch_norm.module.weight"].dtype == torch.float16
+    assert os.path.getsize(tmp_path / "q.pt") < 0.35 * os.path.getsize(tmp_path / "f.pt")
+    loaded = load_checkpoint(str(tmp_path / "q.pt"))
+    assert "weight_scales" not in loaded
+    for name, value in model.state_dict().items():
+        restored = loaded["model_state"][name]
+        if value.is_floating_point() and value.dim() >= 2:
+            assert restored.dtype == torch.float32
+            step = value.abs().reshape(value.shape[0], -1).amax(dim=1) / 127
+            assert ((restored - value).abs().reshape(value.shape[0], -1) <= step[:, None] / 2 + 1e-6).all(), name
+    rebuilt, _, _ = build_model(loaded)
+    features, lengths = torch.randn(2, 161, 60), torch.tensor([60, 45])
+    with torch.no_grad():
+        exact, _ = model(features, lengths)
+        approximate, _ = rebuilt.eval()(features, lengths)
+    assert (approximate.argmax(-1) == exact.argmax(-1)).float().mean() > 0.9
+    assert not torch.equal(approximate, exact)  # really quantized
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda s: s.pop("weight_scales"), "int8 weights without their scales"),
+    (lambda s: s["weight_scales"].pop("head.module.1.weight"), "int8 weights without their scales"),
+    (lambda s: s["weight_scales"].update({"head.module.1.weight": torch.ones(3)}), "must be 29 finite numbers"),
+    (lambda s: s["weight_scales"].update({"head.module.0.weight": torch.ones(3)}), "not an int8 weight"),
+    (lambda s: s.update(weight_scales=[1, 2]), "must be a dict"),
+])
+def test_int8_storage_that_does_not_add_up_is_refused_in_one_line(tmp_path, spoil, message):
+    from deepspeech_pytorch.bundle import inference_state
+
+    tiny_checkpoint(tmp_path / "m.pt")
+    state = inference_state(load_checkpoint(str(tmp_path / "m.pt")), "q", int8=True)
+    spoil(state)
+    torch.save({**state, "format_version": 3}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=message) as caught:
+        load_checkpoint(str(tmp_path / "bad.pt"))
+    assert str(tmp_path / "bad.pt") in str(caught.value) and "\n" not in str(caught.value)

@@ -45,6 +45,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--sample-seconds", type=float, nargs=2, default=(2.5, 6.0), metavar=("MIN", "MAX"))
     parser.add_argument("--metadata", help="JSON file of facts to store in the checkpoint (e.g. test figures)")
     parser.add_argument("--full-precision", action="store_true", help="store fp32 weights (twice the size)")
+    parser.add_argument("--int8", action="store_true",
+                        help="store weight matrices as int8 with per-row scales (about half the fp16 size)")
     parser.add_argument("--lm-of", help="share this model's LM, already in the folder (a second model beside it)")
     args = parser.parse_args(argv)
     try:
@@ -57,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = bundle_model(args.checkpoint, args.output_dir, args.name, args.lm, args.lexicon, args.alpha,
                               args.beta, samples, half=not args.full_precision, metadata=metadata,
                               model_name=args.model_name, beam_size=args.beam_size,
-                              lm_of=args.lm_of)
+                              lm_of=args.lm_of, int8=args.int8)
     except (CheckpointError, DecoderError, ManifestError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
