@@ -262,6 +262,9 @@ def test_streaming_model_path_gives_the_streams_their_own_model(tmp_path, offlin
         upload = httpx.post(started.url + "/transcribe", files={"file": ("a.wav", open(sample(2), "rb").read())},
                             timeout=60)
         assert upload.status_code == 200 and upload.json()["transcript"] != offline["greedy", sample(2)].text
+        ready = httpx.get(started.url + "/ready", timeout=10).json()
+        assert ready["model"] == "tiny" and ready["streaming_model"] == "ds2-cpu-synthetic-en"
+        assert ready["streaming_mode"] == "utterance"  # a bidirectional model
     finally:
         started.stop()
     missing = subprocess.run([sys.executable, os.path.join(ROOT, "server.py"), f"model_path={tmp_path / 'tiny.pt'}",

@@ -177,9 +177,12 @@ def build_router(settings: ServerConfig, model_has_lm: bool = False) -> APIRoute
 
     @router.get("/ready", response_model=ReadyResponse, responses=NOT_READY,
                 summary="Readiness: the model is loaded and requests are served")
-    async def ready(service: Service, settings: Settings) -> ReadyResponse:
+    async def ready(request: Request, service: Service, settings: Settings) -> ReadyResponse:
+        streams = getattr(request.app.state, "streaming", None)
+        stream_model, stream_mode = streams.model_and_mode() if streams is not None else (None, None)
         return ReadyResponse(model=service.loaded.name, decoders=service.decoders,
-                             max_upload_bytes=settings.max_upload_bytes, max_audio_seconds=settings.max_audio_seconds)
+                             max_upload_bytes=settings.max_upload_bytes, max_audio_seconds=settings.max_audio_seconds,
+                             streaming_model=stream_model, streaming_mode=stream_mode)
 
     @router.get("/metrics", response_class=PrometheusResponse,
                 summary="Prometheus metrics: requests, errors, latency, audio seconds, batch sizes")

@@ -32,6 +32,10 @@ class ReadyResponse(BaseModel):
     decoders: List[str] = Field(description="decoders a request may choose")
     max_upload_bytes: int
     max_audio_seconds: float
+    streaming_model: Optional[str] = Field(None, description="name of the model websocket streams use")
+    streaming_mode: Optional[Literal["streaming", "utterance"]] = Field(
+        None, description="streaming: the model runs incrementally on each chunk; utterance: a bidirectional model "
+                          "re-transcribes each utterance (VAD) for partials and finals")
 
 
 class ErrorResponse(BaseModel):

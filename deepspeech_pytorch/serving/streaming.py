@@ -307,6 +307,14 @@ class StreamingEndpoint:
             return bundled_streaming_model_path()
         return None
 
+    def model_and_mode(self) -> Tuple[Optional[str], Optional[str]]:
+        """The streams' model's name and how it streams ("streaming" or "utterance"); (None, None) before start."""
+        if self.loaded is None:
+            return None, None
+        from deepspeech_pytorch.streaming import streams_natively
+
+        return self.loaded.name, "streaming" if streams_natively(self.loaded) else "utterance"
+
     async def start(self, loaded: Any, decoders: Dict[str, DecoderConfig]) -> None:
         """Serve streams with `loaded` (the server's model) or the model `stream_model_path` names;
         `decoders`: name -> config, those the server offers."""
