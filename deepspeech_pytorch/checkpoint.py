@@ -52,6 +52,9 @@ def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
     handle, temporary = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
     os.close(handle)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's file is private (0600); a checkpoint is an ordinary file
         version = FORMAT_VERSION if WEIGHT_SCALES in state else PLAIN_FORMAT_VERSION
         torch.save({"format_version": version, **state}, temporary)
         os.replace(temporary, path)

@@ -491,3 +491,14 @@ def test_int8_storage_that_does_not_add_up_is_refused_in_one_line(tmp_path, spoi
     with pytest.raises(CheckpointError, match=message) as caught:
         load_checkpoint(str(tmp_path / "bad.pt"))
     assert str(tmp_path / "bad.pt") in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_saved_checkpoint_has_an_ordinary_files_permissions(tmp_path):
+    """Written through a private temporary file, it still ends up as the umask says (not 0600): a model folder
+    installed for every user must be readable by them."""
+    old = os.umask(0o022)
+    try:
+        tiny_checkpoint(tmp_path / "m.pt")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "m.pt").st_mode & 0o777 == 0o644
