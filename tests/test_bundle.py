@@ -29,11 +29,14 @@ from test_training import config as training_config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(PRETRAINED_DIR, "samples")
 PACKAGE_BUDGET_MB = 57.0  # MiB (folder_megabytes): 60 MB, the bundle budget of the "Hear real people" issue
+STREAM_BUDGET_MB = 7.0  # MiB: the streaming model beside it (int8-stored, sharing the default's LM)
 # The bundled model on its own four samples (unseen voices) measures greedy CER 0.019 and beam+LM
 # WER 0.017 (MODEL_CARD.md has the test-split figures); an untrained or broken model (features,
 # decoder, LM wiring) scores near 1. These bounds catch breakage, not small regressions.
 GREEDY_CER_BOUND = 0.10
 BEAM_WER_BOUND = 0.10
+STREAM_GREEDY_CER_BOUND = 0.40  # the streaming model, streamed in 0.32 s chunks: measured CER 0.27 greedy, 0.22 beam
+STREAM_BEAM_CER_BOUND = 0.35
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +205,10 @@ def sample_references():
 
 def test_package_ships_the_default_model_within_budget():
     assert os.path.isfile(default_model_path())
-    assert folder_megabytes(PRETRAINED_DIR) <= PACKAGE_BUDGET_MB
+    streaming = [os.path.join(PRETRAINED_DIR, name) for name in os.listdir(PRETRAINED_DIR) if name.startswith("stream.")]
+    streaming_mb = sum(os.path.getsize(path) for path in streaming) / 2**20
+    assert streaming_mb <= STREAM_BUDGET_MB
+    assert folder_megabytes(PRETRAINED_DIR) - streaming_mb <= PACKAGE_BUDGET_MB
     assert os.path.isfile(os.path.join(PRETRAINED_DIR, "MODEL_CARD.md"))
     assert len(sample_references()) >= 3
 
@@ -258,10 +264,48 @@ def test_transcribe_script_rejects_a_folder_without_audio(tmp_path):
     assert result.stderr.startswith("error: no audio files") and len(result.stderr.strip().splitlines()) == 1
 
 
+def stream_samples(loaded, decoder="greedy", chunk_seconds=0.32):
+    """Each bundled sample streamed through a fresh StreamingTranscriber in chunks: name -> its finals' text."""
+    from deepspeech_pytorch.audio import load_audio
+    from deepspeech_pytorch.streaming import StreamingTranscriber
+
+    texts = {}
+    for name in sample_references():
+        audio = load_audio(os.path.join(SAMPLES, name))
+        transcriber = StreamingTranscriber(loaded, decoder=decoder)
+        assert transcriber.mode == "streaming"
+        finals, step = [], int(chunk_seconds * transcriber.sample_rate)
+        for first in range(0, len(audio), step):
+            finals += transcriber.accept_audio(audio[first: first + step]).finals
+        finals += transcriber.finish().finals
+        texts[name] = " ".join(final.text for final in finals if final.text)
+    return texts
+
+
+def test_the_bundled_streaming_model_streams_its_samples():
+    """stream.pt: int8-stored, running normalisation, unidirectional; streamed in chunks it transcribes the samples
+    (a model whose features, state carrying or lookahead were broken would score near 1)."""
+    from deepspeech_pytorch.inference import bundled_streaming_model_path
+
+    path = bundled_streaming_model_path()
+    assert path is not None and path == os.path.join(PRETRAINED_DIR, "stream.pt")
+    assert torch.load(path, weights_only=True)["format_version"] == 3  # int8-stored weights
+    loaded = load_model("stream")
+    assert loaded.features.normalization == "running" and loaded.model.can_stream
+    assert loaded.language_model is not None and loaded.language_model.path == os.path.join(PRETRAINED_DIR, "default.lm.bin")
+    references = sample_references()
+    for decoder, bound in (("greedy", STREAM_GREEDY_CER_BOUND), ("beam", STREAM_BEAM_CER_BOUND)):
+        texts = stream_samples(loaded, decoder)
+        names = sorted(references)
+        assert cer([references[n] for n in names], [texts[n] for n in names]) <= bound, (decoder, texts)
+
+
 def test_server_serves_the_bundled_model_with_beam_search(tmp_path):
     server = Server(tmp_path, "null")
     try:
         server.wait_ready()
+        ready = httpx.get(server.url + "/ready", timeout=10).json()
+        assert (ready["streaming_model"], ready["streaming_mode"]) == ("ds2-stream-synthetic-en", "streaming")
         name, reference = next(iter(sample_references().items()))
         with open(os.path.join(SAMPLES, name), "rb") as handle:
             audio = handle.read()
