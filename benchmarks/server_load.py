@@ -122,6 +122,11 @@ class Server:
                 time.sleep(0.2)
         raise RuntimeError("the server did not become ready in 120 s")
 
+    def log_tail(self, characters: int = 4000) -> str:
+        """The end of what the server has logged so far (its errors, with tracebacks)."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-characters:]
+
     def batch_sizes(self) -> tuple:
         values = {}
         for line in httpx.get(self.url + "/metrics").text.splitlines():

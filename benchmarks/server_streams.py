@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from deepspeech_pytorch.audio import load_audio  # noqa: E402
 from deepspeech_pytorch.configs import StreamingConfig  # noqa: E402
 from deepspeech_pytorch.inference import default_model_path  # noqa: E402
-from deepspeech_pytorch.stream_client import chunks_of, stream_audio, to_pcm16  # noqa: E402
+from deepspeech_pytorch.stream_client import StreamRefused, chunks_of, stream_audio, to_pcm16  # noqa: E402
 from server_load import Server  # noqa: E402
 
 SAMPLE_RATE = 16000  # Hz
@@ -126,7 +126,10 @@ def main() -> None:
         failed = 0
         for streams in args.streams:
             cpu, started = server_cpu_seconds(server.process.pid), time.monotonic()
-            results = asyncio.run(level(url, pcm, streams, args.decoder))
+            try:
+                results = asyncio.run(level(url, pcm, streams, args.decoder))
+            except StreamRefused as error:
+                sys.exit(f"error: at {streams} streams: {error}; the server logged:\n{server.log_tail()}")
             row = summarise(results, reference, endpoint, server_cpu_seconds(server.process.pid) - cpu,
                             time.monotonic() - started, len(pcm) / 2 / SAMPLE_RATE)
             rows.append(row)

@@ -575,7 +575,17 @@ def run_serve(config: DictConfig) -> None:
         raise ValueError(f"log_level={settings.log_level!r}; choose from {', '.join(LOG_LEVELS)}")
     setup_logging(getattr(logging, settings.log_level.upper(), logging.INFO))
     check_settings(settings)
-    run_server(settings, load_model(settings.model_path, device=settings.device, backend=settings.backend))
+    model = load_model(settings.model_path, device=settings.device, backend=settings.backend)
+    stream_model = None
+    if settings.streaming.model_path is not None:
+        from deepspeech_pytorch.serving.streaming import check_stream_model_path
+
+        check_stream_model_path(settings.streaming.model_path)
+        try:
+            stream_model = load_model(settings.streaming.model_path, device=settings.device)
+        except ValueError as error:  # CheckpointError, ModelFileError: the file, and what is wrong with it
+            raise ValueError(f"streaming.model_path={settings.streaming.model_path}: {error}") from None
+    run_server(settings, model, stream_model)
 
 
 @reports_user_errors

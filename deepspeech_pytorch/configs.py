@@ -583,8 +583,7 @@ class BenchmarkConfig:
 @dataclass
 class StreamingConfig:
     """Limits and endpointing of the websocket stream (GET /ws/transcribe)."""
-    # null: the bundled streaming model (pretrained/stream.pt) when the server runs the bundled default on torch,
-    # else the server's model; or a checkpoint, or a bundled model's name ("default" streams with the default)
+    # null: the server's model; or a checkpoint, or a bundled model's name ("stream": the bundled streaming model)
     model_path: Optional[str] = checked(None, Path())
     max_streams: int = checked(16, AtLeast(1))  # concurrent streams; more are refused with a close code
     max_stream_seconds: float = checked(3600.0, Positive())  # audio per stream

@@ -300,12 +300,34 @@ def test_the_bundled_streaming_model_streams_its_samples():
         assert cer([references[n] for n in names], [texts[n] for n in names]) <= bound, (decoder, texts)
 
 
+def test_streaming_model_path_stream_serves_the_websocket_with_the_bundled_streaming_model(tmp_path):
+    from test_websocket import finals_of, pcm_of, stream
+
+    server = Server(tmp_path, "null", "streaming.model_path=stream")
+    try:
+        server.wait_ready()
+        ready = httpx.get(server.url + "/ready", timeout=10).json()
+        assert (ready["model"], ready["streaming_model"], ready["streaming_mode"]) == \
+            ("ds2-cpu-synthetic-en", "ds2-stream-synthetic-en", "streaming")
+        server.ws_url = f"ws://127.0.0.1:{server.port}/ws/transcribe"
+        references = sample_references()
+        names = sorted(references)
+        texts = []
+        for name in names:
+            messages, code, _ = stream(server, pcm_of(os.path.join(SAMPLES, name)))
+            assert code == 1000, messages
+            texts.append(" ".join(final["text"] for final in finals_of(messages) if final["text"]))
+        assert cer([references[n] for n in names], texts) <= STREAM_GREEDY_CER_BOUND, texts
+    finally:
+        assert server.stop() == 0, server.log()
+
+
 def test_server_serves_the_bundled_model_with_beam_search(tmp_path):
     server = Server(tmp_path, "null")
     try:
         server.wait_ready()
-        ready = httpx.get(server.url + "/ready", timeout=10).json()
-        assert (ready["streaming_model"], ready["streaming_mode"]) == ("ds2-stream-synthetic-en", "streaming")
+        ready = httpx.get(server.url + "/ready", timeout=10).json()  # streams use the server's model unless told
+        assert (ready["streaming_model"], ready["streaming_mode"]) == ("ds2-cpu-synthetic-en", "utterance")
         name, reference = next(iter(sample_references().items()))
         with open(os.path.join(SAMPLES, name), "rb") as handle:
             audio = handle.read()

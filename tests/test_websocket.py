@@ -531,28 +531,12 @@ def test_stream_py_streams_raw_pcm_from_standard_input(server, offline):
     assert " ".join(m["text"] for m in finals_of(messages) if m["text"]) == offline["greedy", sample(4)].text
 
 
-def test_streams_default_to_the_bundled_streaming_model_only_beside_the_bundled_default(monkeypatch, tmp_path):
-    """streaming.model_path unset: the bundled streaming model when the server runs the bundled default on torch
-    (and the installation has one); the server's own model otherwise; a set streaming.model_path always wins."""
-    from types import SimpleNamespace
-
-    from deepspeech_pytorch import inference
-    from deepspeech_pytorch.configs import ServerConfig
-    from deepspeech_pytorch.serving.streaming import StreamingEndpoint
-
-    twin = tmp_path / "stream.pt"
-    twin.write_bytes(b"x")
-    monkeypatch.setattr(inference, "bundled_streaming_model_path", lambda: str(twin))
-    bundled = SimpleNamespace(backend="torch", path=default_model_path())
-    assert StreamingEndpoint(ServerConfig()).stream_model_path(bundled) == str(twin)
-    onnx = SimpleNamespace(backend="onnxruntime", path="/pkg/pretrained/default.int8.onnx")
-    assert StreamingEndpoint(ServerConfig()).stream_model_path(onnx) is None
-    named = ServerConfig(model_path=str(tmp_path / "mine.pt"))
-    assert StreamingEndpoint(named).stream_model_path(SimpleNamespace(backend="torch", path=named.model_path)) is None
-    chosen = ServerConfig()
-    chosen.streaming.model_path = str(twin)
-    assert StreamingEndpoint(chosen).stream_model_path(bundled) == str(twin)
-    chosen.streaming.model_path = "default"  # a bundled model's name
-    assert StreamingEndpoint(chosen).stream_model_path(bundled) == "default"
-    monkeypatch.setattr(inference, "bundled_streaming_model_path", lambda: None)  # an installation without one
-    assert StreamingEndpoint(ServerConfig()).stream_model_path(bundled) is None
+@pytest.mark.parametrize("value, words", [("folder", ["is a folder"]), ("notes.txt", ["notes.txt"]),
+                                          ("nosuchmodel", ["no such file", "bundled model"])])
+def test_an_unusable_streaming_model_path_stops_the_server_in_one_line(tmp_path, value, words):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "server.py"), f"streaming.model_path={value}"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith(f"error: streaming.model_path={value}") and all(w in result.stderr for w in words)

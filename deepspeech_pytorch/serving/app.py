@@ -266,7 +266,8 @@ class RequestMetrics:
 
 # ---- the app ------------------------------------------------------------------------------------
 
-def create_app(settings: ServerConfig, model: Optional[LoadedModel] = None) -> FastAPI:
+def create_app(settings: ServerConfig, model: Optional[LoadedModel] = None,
+               stream_model: Optional[LoadedModel] = None) -> FastAPI:
     """The FastAPI app for `settings`. The model is loaded in the lifespan (at start-up, once) unless a
     loaded one is given (run_server loads it first, to fail fast); the batcher runs from start-up to shutdown."""
     check_settings(settings)
@@ -283,7 +284,7 @@ def create_app(settings: ServerConfig, model: Optional[LoadedModel] = None) -> F
             service = TranscriptionService(settings, loaded, metrics)
         await service.start()
         offered = decoder_choices(settings.decoder, service.loaded.language_model is not None)
-        await streaming.start(service.loaded, {name: offered[name] for name in service.decoders})
+        await streaming.start(service.loaded, {name: offered[name] for name in service.decoders}, stream_model)
         app.state.service = service
         try:
             yield
@@ -322,12 +323,13 @@ def server_settings(config: Any) -> ServerConfig:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ServerConfig), config))
 
 
-def run_server(settings: ServerConfig, model: LoadedModel) -> None:
-    """Serve `model` with uvicorn until interrupted (SIGINT/SIGTERM: a graceful shutdown). The CLI
-    (cli.run_serve) checks the settings and loads the model first, so mistakes stop before the port opens."""
+def run_server(settings: ServerConfig, model: LoadedModel, stream_model: Optional[LoadedModel] = None) -> None:
+    """Serve `model` (and `stream_model` on the websocket, when streaming.model_path names one) with uvicorn until
+    interrupted (SIGINT/SIGTERM: a graceful shutdown). The CLI (cli.run_serve) checks the settings and loads the
+    models first, so mistakes stop before the port opens."""
     import uvicorn
 
-    app = create_app(settings, model=model)
+    app = create_app(settings, model=model, stream_model=stream_model)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
 

@@ -263,6 +263,22 @@ def worker_count(max_streams: int) -> int:
     return max(1, min(max_streams, cores))
 
 
+def check_stream_model_path(value: str) -> str:
+    """streaming.model_path -> the model file it names (a path, or a bundled model's name such as "stream");
+    ValueError naming the setting when it is a folder or names nothing."""
+    from deepspeech_pytorch.inference import resolve_model_path
+
+    path = resolve_model_path(value)
+    if os.path.isdir(path):
+        raise ValueError(f"streaming.model_path={value}: is a folder, not a model file")
+    if not os.path.isfile(path):
+        from deepspeech_pytorch import available_models
+
+        names = ", ".join(available_models()) or "none in this installation"
+        raise ValueError(f"streaming.model_path={value}: no such file, nor a bundled model's name ({names})")
+    return path
+
+
 class StreamingEndpoint:
     """GET /ws/transcribe and GET /: admission (max_streams), the shared worker pool, limits, metrics.
 
@@ -280,10 +296,7 @@ class StreamingEndpoint:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"streaming.{name}={value} must be a positive number")
         if self.limits.model_path is not None:
-            from deepspeech_pytorch.inference import resolve_model_path
-
-            if not os.path.isfile(resolve_model_path(self.limits.model_path)):
-                raise ValueError(f"streaming.model_path={self.limits.model_path}: no such file")
+            check_stream_model_path(self.limits.model_path)
         self.factory: Optional[Callable[..., Any]] = None  # StreamingTranscriber, imported at start-up
         self.metrics = StreamMetrics()
         self.loaded: Any = None
@@ -294,19 +307,6 @@ class StreamingEndpoint:
 
     # -- life cycle --
 
-    def stream_model_path(self, loaded: Any) -> Optional[str]:
-        """The model streams use, when not the server's own `loaded`: streaming.model_path (a file or a bundled
-        model's name) when set; else the bundled streaming model when the server runs the bundled default on
-        torch (a streaming model runs incrementally: partials come sooner and cost less than re-transcribing)."""
-        if self.limits.model_path is not None:
-            return self.limits.model_path
-        from deepspeech_pytorch.inference import bundled_streaming_model_path, default_model_path
-
-        if self.settings.model_path is None and getattr(loaded, "backend", "torch") == "torch" \
-                and getattr(loaded, "path", None) == default_model_path():
-            return bundled_streaming_model_path()
-        return None
-
     def model_and_mode(self) -> Tuple[Optional[str], Optional[str]]:
         """The streams' model's name and how it streams ("streaming" or "utterance"); (None, None) before start."""
         if self.loaded is None:
@@ -315,15 +315,17 @@ class StreamingEndpoint:
 
         return self.loaded.name, "streaming" if streams_natively(self.loaded) else "utterance"
 
-    async def start(self, loaded: Any, decoders: Dict[str, DecoderConfig]) -> None:
-        """Serve streams with `loaded` (the server's model) or the model `stream_model_path` names;
-        `decoders`: name -> config, those the server offers."""
-        path = self.stream_model_path(loaded)
-        if path is not None:
+    async def start(self, loaded: Any, decoders: Dict[str, DecoderConfig], stream_model: Any = None) -> None:
+        """Serve streams with `loaded` (the server's model) or, when streaming.model_path is set, that model
+        (`stream_model` when the caller loaded it already); `decoders`: name -> config, those the server offers."""
+        if stream_model is not None:
+            loaded = stream_model
+        elif self.limits.model_path is not None:
             from deepspeech_pytorch.inference import load_model
 
-            loaded = await asyncio.to_thread(load_model, path, self.settings.device)
-            logger.info("streams use %s%s", path, " (streaming.model_path)" if self.limits.model_path else "")
+            loaded = await asyncio.to_thread(load_model, self.limits.model_path, self.settings.device)
+        if self.limits.model_path is not None:
+            logger.info("streams use %s (streaming.model_path)", self.limits.model_path)
         from deepspeech_pytorch.streaming import StreamingTranscriber
 
         self.factory = StreamingTranscriber
