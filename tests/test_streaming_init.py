@@ -97,3 +97,19 @@ def test_the_tool_names_a_missing_manifest(tmp_path):
                   "--output", str(tmp_path / "stream.pt"))
     assert result.returncode == 1 and "none.jsonl" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "stream.pt").exists()
+
+
+def test_the_tool_refuses_an_output_it_cannot_write_before_any_work(tmp_path):
+    _checkpoint(tmp_path / "bi.pt", bidirectional())
+    (tmp_path / "afolder").mkdir()
+    (tmp_path / "afile").write_text("x")
+    for output, words in ((tmp_path / "afolder", "is a folder"), (tmp_path / "afile" / "m.pt", "is a file")):
+        result = _run("--checkpoint", str(tmp_path / "bi.pt"), "--manifest", str(tmp_path / "none.jsonl"),
+                      "--output", str(output))
+        assert result.returncode == 1 and "--output" in result.stderr and words in result.stderr, result.stderr
+        assert "none.jsonl" not in result.stderr and "Traceback" not in result.stderr  # checked first
+
+
+def test_the_tool_takes_a_bundled_models_name(speech_corpus, tmp_path):
+    result = _run("--checkpoint", "stream", "--manifest", speech_corpus, "--output", str(tmp_path / "s.pt"))
+    assert result.returncode == 1 and "stream.pt: the model is already unidirectional" in result.stderr, result.stderr

@@ -3,7 +3,8 @@
 The bundled default model was written with:
 
 python tools/bundle_model.py --checkpoint datasets/gpu/stage3/best.pt --lm lm/lm.bin \
-    --lexicon lm/lm.lexicon.txt --alpha 0.8 --beta -1 --beam-size 500 --samples-manifest datasets/synthetic10h/test.jsonl
+    --lexicon lm/lm.lexicon.txt --alpha 0.8 --beta -1 --beam-size 500 --samples-manifest datasets/synthetic10h/test.jsonl \
+    --model-name ds2-cpu-synthetic-en
 """
 
 import json
@@ -34,7 +35,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--output-dir", default=PRETRAINED_DIR)
     parser.add_argument("--name", default="default", help="file stem: default.pt is what load_model() loads")
-    parser.add_argument("--model-name", default="ds2-cpu-synthetic-en", help="the name the model reports")
+    parser.add_argument("--model-name", help="the name the model reports (default: --name)")
     parser.add_argument("--lm", help="KenLM binary to ship")
     parser.add_argument("--lexicon", help="its lexicon")
     parser.add_argument("--alpha", type=float, help="tuned LM weight")

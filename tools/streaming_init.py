@@ -9,6 +9,7 @@ it with the train.py overrides this prints (the bundled model's streaming twin w
 """
 
 import dataclasses
+import os
 import random
 import sys
 from typing import List, Optional
@@ -16,27 +17,34 @@ from typing import List, Optional
 import torch
 
 from deepspeech_pytorch.audio import AudioError, load_audio
-from deepspeech_pytorch.checkpoint import CheckpointError, build_model, load_checkpoint, model_state, save_checkpoint
+from deepspeech_pytorch.checkpoint import (CheckpointError, build_model, check_output_folder, load_checkpoint,
+                                           model_state, save_checkpoint)
 from deepspeech_pytorch.cli import ArgumentParser
 from deepspeech_pytorch.datasets import ManifestError, read_manifest
 from deepspeech_pytorch.features import measure_statistics
-from deepspeech_pytorch.inference import PRETRAINED_DIR
+from deepspeech_pytorch.inference import resolve_model_path
 from deepspeech_pytorch.models.deepspeech2 import DeepSpeech2, unidirectional_from
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=f"{PRETRAINED_DIR}/default.pt",
-                        help="a bidirectional DeepSpeech2 checkpoint (default: the bundled model)")
+    parser.add_argument("--checkpoint", default="default",
+                        help="a bidirectional DeepSpeech2 checkpoint or a bundled model's name (default: %(default)s)")
     parser.add_argument("--manifest", required=True, help="training utterances to measure feature statistics on")
-    parser.add_argument("--utterances", type=int, default=300, help="how many of them (a seeded random choice)")
-    parser.add_argument("--lookahead-context", type=int, default=6, help="output frames of future context")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--utterances", type=int, default=300,
+                        help="how many of them (a seeded random choice; default: %(default)s)")
+    parser.add_argument("--lookahead-context", type=int, default=6,
+                        help="output frames (20 ms each) of future context (default: %(default)s)")
+    parser.add_argument("--output", required=True, help="the checkpoint to write (fine-tune from it)")
+    parser.add_argument("--seed", type=int, default=0, help="picks the utterances (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         if args.utterances < 1:
             raise ValueError(f"--utterances={args.utterances} must be at least 1")
+        if os.path.isdir(args.output):
+            raise ValueError(f"--output={args.output} is a folder; give the checkpoint's file name")
+        check_output_folder(os.path.dirname(os.path.abspath(args.output)), "--output")
+        args.checkpoint = resolve_model_path(args.checkpoint, "torch")
         state = load_checkpoint(args.checkpoint)
         model, alphabet, features = build_model(state, args.checkpoint)
         if not isinstance(model, DeepSpeech2):
