@@ -12,8 +12,10 @@ The protocol is in docs/streaming.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
+import signal
 import sys
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence
 
@@ -84,9 +86,10 @@ def refusal_message(url: str, status: int) -> str:
 
 async def stream_audio(url: str, chunks: AsyncIterator[bytes], sample_rate: int, *, decoder: Optional[str] = None,
                        words: bool = True, on_message: Optional[Callable[[Dict[str, Any]], None]] = None,
-                       open_timeout: float = 10.0) -> List[Dict[str, Any]]:
+                       open_timeout: float = 10.0, stop: Optional[asyncio.Event] = None) -> List[Dict[str, Any]]:
     """Send the config, every chunk of 16-bit PCM from `chunks` and the end message to the websocket at `url`,
-    receiving meanwhile; `on_message` sees every message from the server. Returns the final results
+    receiving meanwhile; `on_message` sees every message from the server. `stop`, once set, ends the audio early:
+    the end message goes out and the server's last final still comes. Returns the final results
     (`{"text", "result"}`). Raises StreamRefused when the server closes with an error, OSError when it
     cannot be reached or refuses the websocket (one line naming the URL; for a wrong path, the server's)."""
     from websockets.asyncio.client import connect
@@ -121,10 +124,10 @@ async def stream_audio(url: str, chunks: AsyncIterator[bytes], sample_rate: int,
         try:
             await websocket.send(json.dumps({"config": config}))
             async for chunk in chunks:
-                if receiver.done():  # the server closed the stream early: stop sending
+                if receiver.done() or (stop is not None and stop.is_set()):  # the server closed early, or the user
                     break
                 await websocket.send(chunk)
-            else:
+            if not receiver.done():
                 await websocket.send(json.dumps({"eof": 1}))
         except ConnectionClosed:
             pass  # the receiver has the server's last words
@@ -196,9 +199,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 1
         rate, chunks = SAMPLE_RATE, chunks_of(to_pcm16(samples), SAMPLE_RATE, args.speed, chunk_seconds)
     display = Display(sys.stdout, args.json or not sys.stdout.isatty())
+
+    async def run() -> None:
+        # The first Ctrl-C ends the audio (the end message goes out, the last final comes); a second one aborts.
+        stop, loop = asyncio.Event(), asyncio.get_running_loop()
+
+        def interrupted() -> None:
+            stop.set()
+            loop.remove_signal_handler(signal.SIGINT)
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signal handlers here
+            loop.add_signal_handler(signal.SIGINT, interrupted)
+        await stream_audio(args.url, chunks, rate, decoder=args.decoder, words=not args.no_words,
+                           on_message=display, stop=stop)
+
     try:
-        asyncio.run(stream_audio(args.url, chunks, rate, decoder=args.decoder, words=not args.no_words,
-                                 on_message=display))
+        asyncio.run(run())
     except (StreamRefused, OSError) as error:
         display.close()
         print(f"error: {error}", file=sys.stderr)

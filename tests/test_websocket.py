@@ -489,6 +489,35 @@ def test_stream_py_in_real_time_shows_partials_before_the_final(server, offline)
     assert any(m.get("partial") for m in messages[:-1]), messages
 
 
+def test_ctrl_c_in_stream_py_ends_the_audio_and_still_prints_the_last_final(server):
+    """The first SIGINT sends the end message: the utterance under way gets its final, the stream closes with 1000
+    (exit 0), and the server counts no error close."""
+    import signal
+
+    def errors():
+        return {k: v for k, v in metric_values(httpx.get(server.url + "/metrics").text).items()
+                if k.startswith("deepspeech_streams_total") and 'code="1000"' not in k}
+
+    before = errors()
+    client = subprocess.Popen([sys.executable, os.path.join(ROOT, "stream.py"), sample(1), "--speed", "1",
+                               "--url", server.ws_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=ROOT)
+    deadline = time.monotonic() + 60
+    partial = ""
+    while not partial and time.monotonic() < deadline:  # wait for the first partial: speech is under way
+        line = client.stdout.readline()
+        if line:
+            partial = json.loads(line).get("partial", "")
+    os.kill(client.pid, signal.SIGINT)
+    out, err = client.communicate(timeout=60)
+    assert client.returncode == 0, err
+    messages = [json.loads(line) for line in out.splitlines()]
+    finals = finals_of(messages)
+    assert len(finals) == 1 and finals[0]["text"].startswith(partial.split()[0]), (partial, messages)
+    wait_no_active_streams(server)
+    assert errors() == before
+
+
 def test_stream_py_reports_a_refused_stream_in_one_line(server, tmp_path):
     path = tmp_path / "long.wav"
     from deepspeech_pytorch.audio import write_audio
