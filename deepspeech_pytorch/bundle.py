@@ -84,18 +84,13 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
     if lm_path is not None:
         lm_name = f"{name}.lm{os.path.splitext(lm_path)[1] or '.bin'}"
         shutil.copyfile(lm_path, os.path.join(output_dir, lm_name))
-        settings: Dict[str, Any] = {"path": lm_name, "alpha": float(alpha), "beta": float(beta)}
-        if beam_size is not None:
-            settings["beam_size"] = beam_size
         written.append(os.path.join(output_dir, lm_name))
+        lexicon_name = None
         if lexicon_path is not None:
-            shutil.copyfile(lexicon_path, os.path.join(output_dir, f"{name}.lexicon.txt"))
-            settings["lexicon_path"] = f"{name}.lexicon.txt"
-            written.append(os.path.join(output_dir, f"{name}.lexicon.txt"))
-        settings_path = os.path.join(output_dir, name + LM_SETTINGS_SUFFIX)
-        with open(settings_path, "w", encoding="utf-8") as handle:
-            json.dump(settings, handle, indent=2)
-        written.append(settings_path)
+            lexicon_name = f"{name}.lexicon.txt"
+            shutil.copyfile(lexicon_path, os.path.join(output_dir, lexicon_name))
+            written.append(os.path.join(output_dir, lexicon_name))
+        written.append(_write_lm_settings(output_dir, name, lm_name, lexicon_name, alpha, beta, beam_size))
 
 
     # The written folder must load, and its LM work with the model's alphabet, now rather than at a
@@ -109,10 +104,7 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
         json.dump(list(state["labels"]), handle)
     written.append(labels_path)
     if state.get("config"):
-        config_path = os.path.join(output_dir, "config.yaml")
-        with open(config_path, "w", encoding="utf-8") as handle:
-            handle.write(OmegaConf.to_yaml(OmegaConf.create(state["config"])))
-        written.append(config_path)
+        written.append(_write_config(state, os.path.join(output_dir, "config.yaml")))
 
     if samples:
         sample_dir = os.path.join(output_dir, "samples")
@@ -124,8 +116,7 @@ def bundle_model(checkpoint_path: str, output_dir: str, name: str = "default", l
                 manifest.write(json.dumps({"audio_filepath": file_name, "text": sample.text}) + "\n")
                 written.append(os.path.join(sample_dir, file_name))
         written.append(os.path.join(sample_dir, "samples.jsonl"))
-    total = sum(os.path.getsize(path) for path in written)
-    return {"files": written, "bytes": total, "megabytes": round(total / 2**20, 2)}
+    return _summary(written)
 
 
 def _bundle_beside(checkpoint_path: str, output_dir: str, name: str, lm_of: str, alpha: Optional[float],
@@ -149,23 +140,40 @@ def _bundle_beside(checkpoint_path: str, output_dir: str, name: str, lm_of: str,
         with open(labels_path, encoding="utf-8") as handle:
             if json.load(handle) != list(state["labels"]):
                 raise ValueError(f"{checkpoint_path}: its labels differ from {labels_path}; bundle it in its own folder")
-    model_path = os.path.join(output_dir, f"{name}.pt")
-    settings_path = os.path.join(output_dir, name + LM_SETTINGS_SUFFIX)
-    settings: Dict[str, Any] = {"path": lm_settings["path"], "alpha": float(alpha), "beta": float(beta)}
-    if lm_settings.get("lexicon_path"):
-        settings["lexicon_path"] = lm_settings["lexicon_path"]
     if beam_size is not None:
-        settings["beam_size"] = check_beam_size(beam_size)
+        check_beam_size(beam_size)
+    model_path = os.path.join(output_dir, f"{name}.pt")
     save_checkpoint(model_path, inference_state(state, model_name or name, half, int8, **(metadata or {})))
-    with open(settings_path, "w", encoding="utf-8") as handle:
-        json.dump(settings, handle, indent=2)
-    written = [model_path, settings_path]
+    written = [model_path, _write_lm_settings(output_dir, name, lm_settings["path"], lm_settings.get("lexicon_path"),
+                                              alpha, beta, beam_size)]
     Transcriber(load_model(model_path), decoder="beam")  # loads, and its LM works with it
     if state.get("config"):
-        config_path = os.path.join(output_dir, f"{name}.config.yaml")
-        with open(config_path, "w", encoding="utf-8") as handle:
-            handle.write(OmegaConf.to_yaml(OmegaConf.create(state["config"])))
-        written.append(config_path)
+        written.append(_write_config(state, os.path.join(output_dir, f"{name}.config.yaml")))
+    return _summary(written)
+
+
+def _write_lm_settings(output_dir: str, name: str, lm_name: str, lexicon_name: Optional[str], alpha: float,
+                       beta: float, beam_size: Optional[int]) -> str:
+    """`<name>.lm.json`: the LM and lexicon (file names in the folder), alpha, beta and the tuned beam."""
+    settings: Dict[str, Any] = {"path": lm_name, "alpha": float(alpha), "beta": float(beta)}
+    if beam_size is not None:
+        settings["beam_size"] = beam_size
+    if lexicon_name:
+        settings["lexicon_path"] = lexicon_name
+    path = os.path.join(output_dir, name + LM_SETTINGS_SUFFIX)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(settings, handle, indent=2)
+    return path
+
+
+def _write_config(state: Dict[str, Any], path: str) -> str:
+    """The training config stored in the checkpoint, as YAML."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(OmegaConf.to_yaml(OmegaConf.create(state["config"])))
+    return path
+
+
+def _summary(written: List[str]) -> Dict[str, Any]:
     total = sum(os.path.getsize(path) for path in written)
     return {"files": written, "bytes": total, "megabytes": round(total / 2**20, 2)}
 

@@ -209,12 +209,7 @@ def dequantize_weights(state: Any, path: str = "checkpoint") -> Any:
     `weight_scales`); any other state is returned as it is. CheckpointError when scales and weights disagree."""
     if not isinstance(state, dict) or not isinstance(state.get("model_state"), dict):
         return state
-    weights, scales = state["model_state"], state.get(WEIGHT_SCALES)
-    if scales is None:
-        stray = [name for name, value in weights.items() if isinstance(value, torch.Tensor) and value.dtype == torch.int8]
-        if stray:
-            raise CheckpointError(f"{path}: int8 weights without their scales ({WEIGHT_SCALES}): {_few(stray)}")
-        return state
+    weights, scales = state["model_state"], state.get(WEIGHT_SCALES, {})
     if not isinstance(scales, dict):
         raise CheckpointError(f"{path}: {WEIGHT_SCALES} must be a dict of weight name -> scales, not {_kind(scales)}")
     restored = dict(weights)
@@ -228,6 +223,8 @@ def dequantize_weights(state: Any, path: str = "checkpoint") -> Any:
     stray = [name for name, value in restored.items() if isinstance(value, torch.Tensor) and value.dtype == torch.int8]
     if stray:
         raise CheckpointError(f"{path}: int8 weights without their scales ({WEIGHT_SCALES}): {_few(stray)}")
+    if WEIGHT_SCALES not in state:
+        return state
     return {**{key: value for key, value in state.items() if key != WEIGHT_SCALES}, "model_state": restored}
 
 

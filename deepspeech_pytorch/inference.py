@@ -87,16 +87,6 @@ def default_model_path() -> str:
     return os.path.join(PRETRAINED_DIR, "default.pt")
 
 
-STREAMING_MODEL_NAME = "stream"  # the bundled streaming twin of the default model (pretrained/stream.pt)
-
-
-def bundled_streaming_model_path() -> Optional[str]:
-    """The bundled streaming model (a unidirectional DeepSpeech2 over causal features), or None where this
-    installation has none. `load_model("stream")` loads it; the server's websocket streams use it by default."""
-    path = os.path.join(PRETRAINED_DIR, STREAMING_MODEL_NAME + ".pt")
-    return path if os.path.isfile(path) else None
-
-
 def lm_settings_path(model_path: str) -> Optional[str]:
     """The LM settings file shipped beside a model, or None: `<stem>.lm.json`; for a twin such as
     `model.int8.onnx` also the settings of the model it came from (`model.lm.json`)."""

@@ -12,7 +12,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -43,6 +43,16 @@ logger = logging.getLogger(__name__)
 
 LAST = "last.pt"
 STATISTICS_UTTERANCES = 500  # training utterances the global feature statistics are measured on
+
+
+def with_measured_statistics(features: FeatureConfig, entries: Sequence[Any], count: int,
+                             seed: int) -> Tuple[FeatureConfig, int]:
+    """`features` with per-bin mean/std (for global and running normalisation) measured on a seeded random choice
+    of up to `count` manifest entries; returns it and how many entries were measured."""
+    chosen = random.Random(seed).sample(list(entries), min(count, len(entries)))
+    waveforms = (torch.from_numpy(load_audio(entry.audio_path, features.sample_rate)) for entry in chosen)
+    mean, std = measure_statistics(waveforms, features)
+    return dataclasses.replace(features, mean=mean.tolist(), std=std.tolist()), len(chosen)
 BEST = "best.pt"
 SKIPPED_LIST = "skipped_utterances.jsonl"  # in the checkpoint folder
 NAMED_SKIPS = 20  # skipped utterances of each kind named one by one in the log
@@ -239,11 +249,9 @@ class Trainer:
             stored = load_checkpoint(source).get("feature_config") or {}
             if stored.get("mean") is not None:
                 return dataclasses.replace(features, mean=list(stored["mean"]), std=list(stored["std"]))
-        chosen = random.Random(self.config.seed).sample(list(entries), min(STATISTICS_UTTERANCES, len(entries)))
-        waveforms = (torch.from_numpy(load_audio(entry.audio_path, features.sample_rate)) for entry in chosen)
-        mean, std = measure_statistics(waveforms, features)
-        logger.info("feature statistics measured on %d training utterances", len(chosen))
-        return dataclasses.replace(features, mean=mean.tolist(), std=std.tolist())
+        features, count = with_measured_statistics(features, entries, STATISTICS_UTTERANCES, self.config.seed)
+        logger.info("feature statistics measured on %d training utterances", count)
+        return features
 
     # ---- checkpoints -------------------------------------------------------------------------
     def _restore(self) -> None:

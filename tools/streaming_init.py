@@ -10,20 +10,17 @@ it with the train.py overrides this prints (the bundled model's streaming twin w
 
 import dataclasses
 import os
-import random
 import sys
 from typing import List, Optional
 
-import torch
-
-from deepspeech_pytorch.audio import AudioError, load_audio
+from deepspeech_pytorch.audio import AudioError
 from deepspeech_pytorch.checkpoint import (CheckpointError, build_model, check_output_folder, load_checkpoint,
                                            model_state, save_checkpoint)
 from deepspeech_pytorch.cli import ArgumentParser
 from deepspeech_pytorch.datasets import ManifestError, read_manifest
-from deepspeech_pytorch.features import measure_statistics
 from deepspeech_pytorch.inference import resolve_model_path
 from deepspeech_pytorch.models.deepspeech2 import DeepSpeech2, unidirectional_from
+from deepspeech_pytorch.training import with_measured_statistics
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -53,18 +50,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             streaming = unidirectional_from(model, args.lookahead_context)
         except ValueError as error:
             raise ValueError(f"{args.checkpoint}: {error}") from None
-        entries = read_manifest(args.manifest)
-        chosen = random.Random(args.seed).sample(entries, min(args.utterances, len(entries)))
-        waveforms = (torch.from_numpy(load_audio(entry.audio_path, features.sample_rate)) for entry in chosen)
-        mean, std = measure_statistics(waveforms, features)
-        features = dataclasses.replace(features, normalization="running", mean=mean.tolist(), std=std.tolist())
+        features, measured = with_measured_statistics(dataclasses.replace(features, normalization="running"),
+                                                      read_manifest(args.manifest), args.utterances, args.seed)
         save_checkpoint(args.output, model_state(streaming, streaming.config, features, alphabet))
     except (CheckpointError, ManifestError, AudioError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     config = streaming.config
     print(f"wrote {args.output}: DeepSpeech2 {config.hidden_layers} x uni-{config.rnn_type} {config.hidden_size}, "
-          f"lookahead {config.lookahead_context}, running normalisation (statistics of {len(chosen)} utterances)")
+          f"lookahead {config.lookahead_context}, running normalisation (statistics of {measured} utterances)")
     print("fine-tune it with train.py overrides: "
           f"model.rnn_type={config.rnn_type} model.hidden_size={config.hidden_size} "
           f"model.hidden_layers={config.hidden_layers} model.conv_channels={config.conv_channels} "
