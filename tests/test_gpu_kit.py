@@ -177,11 +177,20 @@ def test_finish_scores_best_last_and_the_average_and_brings_back_loadable_parts(
         save_checkpoint(str(folder / name), {**model_state(model, preset("ds2_tiny"), FeatureConfig(), Alphabet()),
                                              "epoch": min(step, 2), "step": step * 10})
     out = tmp_path / "out"
-    assert kit.main(["finish", "--checkpoints", str(folder), "--val", speech_corpus, "--out", str(out),
-                     "--device", "cpu", "--workers", "0", "--part-mib", "0.5", "--with-last"]) == 0
+    # a second validation manifest of the same file name, 2 of the clips: each keeps its own scores
+    other = tmp_path / "other" / "manifest.jsonl"
+    other.parent.mkdir()
+    corpus = os.path.dirname(speech_corpus)
+    other.write_text("".join(json.dumps({**e, "audio_filepath": os.path.join(corpus, e["audio_filepath"])}) + "\n"
+                             for e in map(json.loads, open(speech_corpus).readlines()[:2])))
+    assert kit.main(["finish", "--checkpoints", str(folder), "--val", speech_corpus, "--val", str(other),
+                     "--out", str(out), "--device", "cpu", "--workers", "0", "--part-mib", "0.5", "--with-last"]) == 0
     results = json.load(open(out / "results.json"))
     assert set(results["candidates"]) == {"best", "last", "average2"}
-    scores = {name: c["scores"]["manifest.jsonl"] for name, c in results["candidates"].items()}
+    first = os.path.join(os.path.basename(corpus), "manifest.jsonl")
+    assert all(set(c["scores"]) == {first, "other/manifest.jsonl"} for c in results["candidates"].values())
+    assert all(c["scores"]["other/manifest.jsonl"]["utterances"] == 2 for c in results["candidates"].values())
+    scores = {name: c["scores"][first] for name, c in results["candidates"].items()}
     assert all(s["utterances"] == 6 and s["wer"] >= 0 for s in scores.values())
     # chosen by CER, WER breaking ties (a short run's WERs all sit near 100% on real speech)
     assert (scores[results["chosen"]]["cer"], scores[results["chosen"]]["wer"]) == min((s["cer"], s["wer"]) for s in scores.values())
@@ -190,3 +199,12 @@ def test_finish_scores_best_last_and_the_average_and_brings_back_loadable_parts(
     (tmp_path / "joined.pt").write_bytes(b"".join((out / n).read_bytes() for n in model_parts))
     loaded = load_model(str(tmp_path / "joined.pt"))
     assert next(loaded.model.parameters()).dtype == torch.float32  # stored fp16, loaded for inference
+
+
+def test_finish_refuses_one_validation_manifest_given_twice_before_any_work(tmp_path, capsys, speech_corpus):
+    out = tmp_path / "out"
+    code = kit.main(["finish", "--checkpoints", str(tmp_path / "none"), "--val", speech_corpus, "--val", speech_corpus,
+                     "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("error: --val ") and "given twice" in err and len(err.splitlines()) == 1
+    assert not out.exists()

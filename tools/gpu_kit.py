@@ -613,6 +613,18 @@ def split_file(path: str, out_dir: str, part_mib: float) -> List[str]:
     return names
 
 
+def _manifest_names(paths: Sequence[str]) -> List[str]:
+    """A distinct name for each validation manifest in results.json: its file name, with its folder where
+    two share a file name (drascula/val.jsonl, espeak/val.jsonl). Raises KitError for the same one twice."""
+    names = [os.path.basename(path) for path in paths]
+    names = [os.path.join(os.path.basename(os.path.dirname(os.path.abspath(path))), name) if names.count(name) > 1
+             else name for path, name in zip(paths, names)]
+    for name in names:
+        if names.count(name) > 1:
+            raise KitError(f"--val {name} is given twice: name each validation manifest once")
+    return names
+
+
 def finish(args: argparse.Namespace) -> dict:
     """Greedy WER of best.pt, last.pt and the average of the last `--average` epoch checkpoints on the
     validation manifests; the one best on the first manifest (and last.pt, if another) go to `--out` as
@@ -627,6 +639,7 @@ def finish(args: argparse.Namespace) -> dict:
     from deepspeech_pytorch.inference import Transcriber, load_model
 
     folder, out = args.checkpoints, args.out
+    val_names = _manifest_names(args.val)
     os.makedirs(out, exist_ok=True)
     states = {}
     for name in ("best", "last"):
@@ -649,9 +662,9 @@ def finish(args: argparse.Namespace) -> dict:
         save_checkpoint(path, slim)
         transcriber = Transcriber(load_model(path, device=args.device), "greedy", vad=False, batch_size=32)
         scores = {}
-        for manifest in args.val:
+        for manifest, val_name in zip(args.val, val_names):
             result = evaluate_manifest(transcriber, manifest, batch_size=32, num_workers=args.workers, progress=False)
-            scores[os.path.basename(manifest)] = {"wer": round(result.wer, 4), "cer": round(result.cer, 4),
+            scores[val_name] = {"wer": round(result.wer, 4), "cer": round(result.cer, 4),
                                                   "utterances": len(result.utterances)}
         results["candidates"][name] = {"path": path, "epoch": state.get("epoch"), "step": state.get("step"),
                                        "scores": scores}
@@ -659,7 +672,7 @@ def finish(args: argparse.Namespace) -> dict:
         del transcriber
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    first = os.path.basename(args.val[0]) if args.val else None
+    first = val_names[0] if val_names else None
     # lowest CER on the first manifest, WER breaking ties: a short run's WERs all sit near 100% on real speech,
     # where the lowest is an early, nearly blank model (2026-11-29: WER 97.3%, CER 95.9% against 99.3%, 60.6%)
     chosen = min(results["candidates"], key=lambda n: (results["candidates"][n]["scores"][first]["cer"],

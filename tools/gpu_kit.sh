@@ -9,6 +9,8 @@
 #   bash tools/gpu_kit.sh hold         here, before packing: the large tracked files out of the index and the
 #                                      folder into $HELD (the tracked tree is over the 64 MiB a call carries)
 #   bash tools/gpu_kit.sh release      here, after the call: them back, staged as they were
+#   bash tools/gpu_kit.sh cpu          here, without a GPU: continue the lineage on this machine's CPU (bf16
+#                                      autocast, batch 16), resumable; then choose on Drascula val -> $CPU_WORK/out
 #
 # Settings come from the environment (defaults below). The run keeps to BUDGET_SECONDS from its start:
 # synthesis is sized from the planned training steps, training gets what is left (max_minutes), and the
@@ -16,6 +18,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-run}
+if [ "$MODE" = cpu ]; then  # the CPU continuation's defaults (docs/gpu_kit.md, "Without a GPU"); the environment wins
+  : "${DEVICE:=cpu}" "${PRECISION:=bf16}" "${BATCH:=16}" "${LR:=1e-3}" "${EPOCHS:=3}" "${WORKERS:=1}" "${EVERY_STEPS:=200}" \
+    "${REAL_REPEATS:=2}"
+fi
 KIT=${KIT:-gpu_kit/carry}
 WORK=${WORK:-/tmp/gpu_kit_work}
 OUT=${OUT:-gpu_kit/out}
@@ -254,6 +260,42 @@ throughput() {  # one data worker here, the kit's augmentation, on the corpus na
     augment.perturb.speed_enabled=true augment.perturb.gain_enabled=true $(augment_settings "$work")
 }
 
+cpu() {  # here: the lineage trained on by this machine's CPU, checkpointed every EVERY_STEPS; run again to resume
+  WORK=${CPU_WORK:-/work/scratch/lineage_cpu}
+  local init=${INIT:-/work/scratch/lineage/ds2_cpu_wide.pt} first_val=${DRASCULA_VAL:-/work/datasets/drascula/val.jsonl}
+  local minutes=${CPU_MINUTES:-125} scratch=${SCRATCH:-/work/scratch/gpu_kit}
+  if [ ! -f "$init" ] && [ ! -f "$WORK/ckpt/last.pt" ]; then
+    echo "error: INIT=$init not found and nothing to resume in $WORK/ckpt: name the lineage's checkpoint" >&2; exit 1
+  fi
+  mkdir -p "$WORK" "$WORK/noise"
+  T0=$(now)
+  [ -f "$scratch/noise/noise.jsonl" ] || "$PY" data/noise.py --output-dir "$scratch/noise" --kinds white,pink,brown,hum,babble --quiet
+  [ -f "$scratch/music/noise.jsonl" ] || "$PY" data/noise.py --output-dir "$scratch/music" --kinds music --clip-seconds 6 --quiet
+  "$PY" tools/gpu_kit.py mix --output "$WORK/noise/noise.jsonl" "$scratch/noise/noise.jsonl" "$scratch/music/noise.jsonl" > /dev/null
+  [ -d "$WORK/rirs" ] || "$PY" tools/gpu_kit.py rooms --output "$WORK/rirs" --rooms "${ROOMS_HERE:-48}"
+  # the kit's data, made here: espeak-ng (seed 0: split (a)'s held-out voices stay unheard) and Pico + MBROLA
+  # reading the synthetic corpus's training pool; RHVoice, festival and Kokoro stay unheard (split (b))
+  if [ ! -f "$WORK/espeak/train.jsonl" ]; then
+    say "synthesize ${ESPEAK_HOURS:-6} h of espeak-ng"
+    "$PY" data/synthetic.py --output-dir "$WORK/espeak" --hours "${ESPEAK_HOURS:-6}" --engines espeak-ng --seed 0 --quiet
+  fi
+  if [ ! -f "$WORK/pico_mbrola/train.jsonl" ]; then
+    [ -f "$scratch/train_text.txt" ] || "$PY" tools/gpu_kit.py text --output "$scratch/train_text.txt"
+    say "synthesize ${PICO_MBROLA_HOURS:-2.5} h of Pico and MBROLA"
+    "$PY" data/synthetic.py --output-dir "$WORK/pico_mbrola" --hours "${PICO_MBROLA_HOURS:-2.5}" --engines pico,mbrola \
+      --text-source "$scratch/train_text.txt" --seed 0 --quiet
+  fi
+  "$PY" tools/gpu_kit.py mix --output "$WORK/train.jsonl" "${QUEEN:-/work/datasets/queen/queen_train.jsonl}:$REAL_REPEATS" \
+    "${SKY:-/work/datasets/sky/sky_train.jsonl}:$REAL_REPEATS" "$WORK/espeak/train.jsonl" "$WORK/pico_mbrola/train.jsonl"
+  say "train $MODEL on $DEVICE ($PRECISION, batch $BATCH), $EPOCHS epochs, $minutes minutes at most"
+  train_one "$MODEL" "$WORK/ckpt" "$WORKERS" "checkpoint.finetune_from=$init checkpoint.resume=true data.max_duration=12 \
+    data.sorted_first_epoch=false optim.warmup_fraction=0.05 $MODEL_ARGS" || say "train.py failed: finishing with what it saved"
+  say "finish"
+  "$PY" tools/gpu_kit.py finish --checkpoints "$WORK/ckpt" --val "$first_val" --out "$WORK/out" --device "$DEVICE" \
+    --workers "$(nproc)" --with-last
+  say "done: $WORK/out"
+}
+
 # The large tracked files that need not travel: the bundled model, its int8 twin and its LM
 HELD_FILES="deepspeech_pytorch/pretrained/default.pt deepspeech_pytorch/pretrained/default.int8.onnx
   deepspeech_pytorch/pretrained/default.lm.bin"
@@ -301,5 +343,6 @@ case "$MODE" in
   throughput) throughput ;;
   hold) hold ;;
   release) release ;;
-  *) echo "usage: bash tools/gpu_kit.sh run|pack [FOLDER]|smoke|throughput|hold|release" >&2; exit 2 ;;
+  cpu) cpu ;;
+  *) echo "usage: bash tools/gpu_kit.sh run|pack [FOLDER]|smoke|throughput|hold|release|cpu" >&2; exit 2 ;;
 esac
