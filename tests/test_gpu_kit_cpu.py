@@ -64,6 +64,13 @@ def test_cpu_mode_continues_the_given_weights_on_the_kit_data_and_chooses_on_val
     results = json.load(open(work / "out" / "results.json"))
     chosen = results["candidates"][results["chosen"]]
     assert chosen["scores"]["manifest.jsonl"]["utterances"] == 6 and results["files"]
+    # run again, the weights it started from gone: it resumes its own checkpoint instead
+    init.unlink()
+    again = subprocess.run(["bash", "tools/gpu_kit.sh", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                           env=_env(tmp_path, INIT=str(init), QUEEN=speech_corpus, SKY=speech_corpus,
+                                    DRASCULA_VAL=speech_corpus))
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"resumed from {work / 'ckpt' / 'last.pt'}" in again.stdout + again.stderr
 
 
 def test_cpu_mode_without_weights_to_continue_says_so_in_one_line(tmp_path):

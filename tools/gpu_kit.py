@@ -665,7 +665,7 @@ def finish(args: argparse.Namespace) -> dict:
         for manifest, val_name in zip(args.val, val_names):
             result = evaluate_manifest(transcriber, manifest, batch_size=32, num_workers=args.workers, progress=False)
             scores[val_name] = {"wer": round(result.wer, 4), "cer": round(result.cer, 4),
-                                                  "utterances": len(result.utterances)}
+                                "utterances": len(result.utterances)}
         results["candidates"][name] = {"path": path, "epoch": state.get("epoch"), "step": state.get("step"),
                                        "scores": scores}
         logger.info("%s (epoch %s, step %s): %s", name, state.get("epoch"), state.get("step"), scores)

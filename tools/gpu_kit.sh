@@ -288,7 +288,9 @@ cpu() {  # here: the lineage trained on by this machine's CPU, checkpointed ever
   "$PY" tools/gpu_kit.py mix --output "$WORK/train.jsonl" "${QUEEN:-/work/datasets/queen/queen_train.jsonl}:$REAL_REPEATS" \
     "${SKY:-/work/datasets/sky/sky_train.jsonl}:$REAL_REPEATS" "$WORK/espeak/train.jsonl" "$WORK/pico_mbrola/train.jsonl"
   say "train $MODEL on $DEVICE ($PRECISION, batch $BATCH), $EPOCHS epochs, $minutes minutes at most"
-  train_one "$MODEL" "$WORK/ckpt" "$WORKERS" "checkpoint.finetune_from=$init checkpoint.resume=true data.max_duration=12 \
+  local from=""  # a run to resume (ckpt/last.pt) wins over INIT; INIT may be gone by then
+  [ -f "$init" ] && from="checkpoint.finetune_from=$init"
+  train_one "$MODEL" "$WORK/ckpt" "$WORKERS" "$from checkpoint.resume=true data.max_duration=12 \
     data.sorted_first_epoch=false optim.warmup_fraction=0.05 $MODEL_ARGS" || say "train.py failed: finishing with what it saved"
   say "finish"
   "$PY" tools/gpu_kit.py finish --checkpoints "$WORK/ckpt" --val "$first_val" --out "$WORK/out" --device "$DEVICE" \
