@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 
 LAST = "last.pt"
 STATISTICS_UTTERANCES = 500  # training utterances the global feature statistics are measured on
+BEST = "best.pt"
+SKIPPED_LIST = "skipped_utterances.jsonl"  # in the checkpoint folder
+NAMED_SKIPS = 20  # skipped utterances of each kind named one by one in the log
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def with_measured_statistics(features: FeatureConfig, entries: Sequence[Any], count: int,
@@ -53,10 +57,6 @@ def with_measured_statistics(features: FeatureConfig, entries: Sequence[Any], co
     waveforms = (torch.from_numpy(load_audio(entry.audio_path, features.sample_rate)) for entry in chosen)
     mean, std = measure_statistics(waveforms, features)
     return dataclasses.replace(features, mean=mean.tolist(), std=std.tolist()), len(chosen)
-BEST = "best.pt"
-SKIPPED_LIST = "skipped_utterances.jsonl"  # in the checkpoint folder
-NAMED_SKIPS = 20  # skipped utterances of each kind named one by one in the log
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
