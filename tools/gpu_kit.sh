@@ -10,7 +10,7 @@
 #                                      folder into $HELD (the tracked tree is over the 64 MiB a call carries)
 #   bash tools/gpu_kit.sh release      here, after the call: them back, staged as they were
 #   bash tools/gpu_kit.sh cpu          here, without a GPU: continue the lineage on this machine's CPU (bf16
-#                                      autocast, batch 16), resumable; then choose on Drascula val -> $CPU_WORK/out
+#                                      autocast, batch 64), resumable; then choose on Drascula val -> $CPU_WORK/out
 #
 # Settings come from the environment (defaults below). The run keeps to BUDGET_SECONDS from its start:
 # synthesis is sized from the planned training steps, training gets what is left (max_minutes), and the
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-run}
 if [ "$MODE" = cpu ]; then  # the CPU continuation's defaults (docs/gpu_kit.md, "Without a GPU"); the environment wins
-  : "${DEVICE:=cpu}" "${PRECISION:=bf16}" "${BATCH:=16}" "${LR:=1e-3}" "${EPOCHS:=3}" "${WORKERS:=1}" "${EVERY_STEPS:=200}" \
+  : "${DEVICE:=cpu}" "${PRECISION:=bf16}" "${BATCH:=64}" "${LR:=1.5e-3}" "${EPOCHS:=4}" "${WORKERS:=1}" "${EVERY_STEPS:=50}" \
     "${REAL_REPEATS:=2}"
 fi
 KIT=${KIT:-gpu_kit/carry}
@@ -263,7 +263,7 @@ throughput() {  # one data worker here, the kit's augmentation, on the corpus na
 cpu() {  # here: the lineage trained on by this machine's CPU, checkpointed every EVERY_STEPS; run again to resume
   WORK=${CPU_WORK:-/work/scratch/lineage_cpu}
   local init=${INIT:-/work/scratch/lineage/ds2_cpu_wide.pt} first_val=${DRASCULA_VAL:-/work/datasets/drascula/val.jsonl}
-  local minutes=${CPU_MINUTES:-125} scratch=${SCRATCH:-/work/scratch/gpu_kit}
+  local minutes=${CPU_MINUTES:-105} scratch=${SCRATCH:-/work/scratch/gpu_kit}
   if [ ! -f "$init" ] && [ ! -f "$WORK/ckpt/last.pt" ]; then
     echo "error: INIT=$init not found and nothing to resume in $WORK/ckpt: name the lineage's checkpoint" >&2; exit 1
   fi
