@@ -198,6 +198,18 @@ EOF
   say "done: $(ls "$OUT" | tr '\n' ' ')"
 }
 
+noise_clips() {  # SCRATCH: the noise and the music clips, made once
+  [ -f "$1/noise/noise.jsonl" ] || "$PY" data/noise.py --output-dir "$1/noise" --kinds white,pink,brown,hum,babble --quiet
+  [ -f "$1/music/noise.jsonl" ] || "$PY" data/noise.py --output-dir "$1/music" --kinds music --clip-seconds 6 --quiet
+}
+
+noise_and_rooms_here() {  # SCRATCH WORK ROOMS: both clip sets in WORK/noise/noise.jsonl and ROOMS simulated rooms in WORK/rirs
+  noise_clips "$1"
+  mkdir -p "$2/noise"
+  "$PY" tools/gpu_kit.py mix --output "$2/noise/noise.jsonl" "$1/noise/noise.jsonl" "$1/music/noise.jsonl" > /dev/null
+  [ -d "$2/rirs" ] || "$PY" tools/gpu_kit.py rooms --output "$2/rirs" --rooms "$3"
+}
+
 pack() {  # here: the corpora of /work/datasets, the noise set, wheels for the device's Python 3.12
   local scratch=${SCRATCH:-/work/scratch/gpu_kit}
   mkdir -p "$scratch/whl"
@@ -208,8 +220,7 @@ pack() {  # here: the corpora of /work/datasets, the noise set, wheels for the d
       hydra-core==1.3.8 omegaconf==2.3.1 jiwer==4.0.0 rapidfuzz==3.14.6 pyroomacoustics==0.10.1
     "$PY" -m pip wheel -q --no-deps -w "$scratch/whl" antlr4-python3-runtime==4.9.3  # sdist only on PyPI
   fi
-  [ -f "$scratch/noise/noise.jsonl" ] || "$PY" data/noise.py --output-dir "$scratch/noise" --kinds white,pink,brown,hum,babble --quiet
-  [ -f "$scratch/music/noise.jsonl" ] || "$PY" data/noise.py --output-dir "$scratch/music" --kinds music --clip-seconds 6 --quiet
+  noise_clips "$scratch"
   # ENGINES_ARGS="--pico --mbrola us1,us2,us3,en1" and CODEC=ffmpeg:8 where the tree leaves room (docs/gpu_kit.md)
   local engines="$scratch/engines$(echo "${ENGINES_ARGS:-}" | tr -dc 'a-z0-9').tar.xz"
   # shellcheck disable=SC2086
@@ -250,9 +261,7 @@ EOF
 
 throughput() {  # one data worker here, the kit's augmentation, on the corpus named by MANIFEST
   local scratch=${SCRATCH:-/work/scratch/gpu_kit} work=${WORK_HERE:-/tmp/gpu_kit_throughput}
-  mkdir -p "$work/noise"
-  "$PY" tools/gpu_kit.py mix --output "$work/noise/noise.jsonl" "$scratch/noise/noise.jsonl" "$scratch/music/noise.jsonl" > /dev/null
-  [ -d "$work/rirs" ] || "$PY" tools/gpu_kit.py rooms --output "$work/rirs" --rooms "${ROOMS_HERE:-16}"
+  noise_and_rooms_here "$scratch" "$work" "${ROOMS_HERE:-16}"
   # shellcheck disable=SC2046
   "$PY" tools/gpu_kit.py throughput --manifest "${MANIFEST:-/work/datasets/queen/queen_train.jsonl}" \
     --items "${ITEMS:-300}" features.kind=mel features.n_mels=64 augment.spec_augment.enabled=true \
@@ -267,12 +276,8 @@ cpu() {  # here: the lineage trained on by this machine's CPU, checkpointed ever
   if [ ! -f "$init" ] && [ ! -f "$WORK/ckpt/last.pt" ]; then
     echo "error: INIT=$init not found and nothing to resume in $WORK/ckpt: name the lineage's checkpoint" >&2; exit 1
   fi
-  mkdir -p "$WORK" "$WORK/noise"
   T0=$(now)
-  [ -f "$scratch/noise/noise.jsonl" ] || "$PY" data/noise.py --output-dir "$scratch/noise" --kinds white,pink,brown,hum,babble --quiet
-  [ -f "$scratch/music/noise.jsonl" ] || "$PY" data/noise.py --output-dir "$scratch/music" --kinds music --clip-seconds 6 --quiet
-  "$PY" tools/gpu_kit.py mix --output "$WORK/noise/noise.jsonl" "$scratch/noise/noise.jsonl" "$scratch/music/noise.jsonl" > /dev/null
-  [ -d "$WORK/rirs" ] || "$PY" tools/gpu_kit.py rooms --output "$WORK/rirs" --rooms "${ROOMS_HERE:-48}"
+  noise_and_rooms_here "$scratch" "$WORK" "${ROOMS_HERE:-48}"
   # the kit's data, made here: espeak-ng (seed 0: split (a)'s held-out voices stay unheard) and Pico + MBROLA
   # reading the synthetic corpus's training pool; RHVoice, festival and Kokoro stay unheard (split (b))
   if [ ! -f "$WORK/espeak/train.jsonl" ]; then
