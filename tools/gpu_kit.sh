@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-run}
 if [ "$MODE" = cpu ]; then  # the CPU continuation's defaults (docs/gpu_kit.md, "Without a GPU"); the environment wins
-  : "${DEVICE:=cpu}" "${PRECISION:=bf16}" "${BATCH:=64}" "${LR:=1.5e-3}" "${EPOCHS:=4}" "${WORKERS:=1}" "${EVERY_STEPS:=50}" \
+  : "${DEVICE:=cpu}" "${PRECISION:=bf16}" "${BATCH:=64}" "${LR:=7.5e-4}" "${EPOCHS:=4}" "${WORKERS:=1}" "${EVERY_STEPS:=50}" \
     "${REAL_REPEATS:=2}"
 fi
 KIT=${KIT:-gpu_kit/carry}
